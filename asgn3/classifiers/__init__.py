@@ -1,0 +1,1 @@
+"""Models built from the layers in asgn3: the captioning RNN and the pretrained CNN."""
