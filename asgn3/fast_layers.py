@@ -1,0 +1,152 @@
+"""Fast convolution and max pooling: im2col and one matrix product, same interface as the naive layers.
+
+The im2col/col2im kernels come from the compiled extension asgn3.im2col_cython when it is built, and
+otherwise from asgn3.im2col (pure numpy, same numbers, slower). float32 inputs stay float32 end to end.
+"""
+import warnings
+
+import numpy as np
+
+from asgn3 import im2col as im2col_numpy
+from asgn3.layers import conv_output_shape, pool_output_shape
+
+BUILD_COMMAND = "pip install -e .  (or: cd asgn3 && python setup.py build_ext --inplace)"
+
+try:
+    from asgn3 import im2col_cython
+except ImportError:
+    im2col_cython = None
+    warnings.warn(f"asgn3.im2col_cython is not built, using the slower numpy im2col; build it with: "
+                  f"{BUILD_COMMAND}", stacklevel=2)
+
+# The module-level switch: which im2col/col2im implementation the fast layers call.
+USE_CYTHON = im2col_cython is not None
+
+
+def _kernels():
+    """Return the module that provides im2col and col2im, as chosen by USE_CYTHON."""
+    if USE_CYTHON:
+        if im2col_cython is None:
+            raise RuntimeError(f"USE_CYTHON is set but asgn3.im2col_cython is not built: {BUILD_COMMAND}")
+        return im2col_cython
+    return im2col_numpy
+
+
+def _float_dtype(*arrays):
+    """The common dtype of the arrays, promoted to float64 unless it is float32 or float64."""
+    dtype = np.result_type(*arrays)
+    return dtype if dtype in (np.float32, np.float64) else np.dtype(np.float64)
+
+
+def conv_forward_fast(x, w, b, conv_param):
+    """
+    Compute the forward pass of a convolutional layer with im2col and one matrix product.
+
+    Inputs:
+    - x: input data of shape (N, C, H, W)
+    - w: filter weights of shape (F, C, HH, WW)
+    - b: biases of shape (F,)
+    - conv_param: dictionary with 'stride' and 'pad'
+
+    Returns a tuple of:
+    - out: output of shape (N, F, H', W'), H' = 1 + (H + 2 pad - HH) // stride, W' likewise;
+      float32 when all inputs are float32, else float64
+    - cache: (x shape, w, cols, conv_param), cols the im2col matrix of shape (C*HH*WW, N*H'*W')
+    """
+    stride, pad, H_out, W_out = conv_output_shape(np.shape(x), np.shape(w), np.shape(b), conv_param)
+    dtype = _float_dtype(x, w, b)
+    x = np.ascontiguousarray(x, dtype=dtype)
+    w = np.asarray(w, dtype=dtype)
+    N, F = x.shape[0], w.shape[0]
+    HH, WW = w.shape[2], w.shape[3]
+    cols = _kernels().im2col(x, HH, WW, pad, stride)
+    out = w.reshape(F, -1) @ cols
+    out += np.asarray(b, dtype=dtype)[:, None]
+    # (F, N*H'*W') -> (N, F, H', W'), copied so that the next layer gets a contiguous array
+    out = np.ascontiguousarray(out.reshape(F, N, H_out, W_out).transpose(1, 0, 2, 3))
+    return out, (x.shape, w, cols, conv_param)
+
+
+def conv_backward_fast(dout, cache):
+    """
+    Compute the backward pass of a convolutional layer with matrix products and col2im.
+
+    Inputs:
+    - dout: upstream derivative, of shape (N, F, H', W')
+    - cache: from conv_forward_fast
+
+    Returns a tuple of:
+    - dx: gradient with respect to x, of shape (N, C, H, W)
+    - dw: gradient with respect to w, of shape (F, C, HH, WW)
+    - db: gradient with respect to b, of shape (F,)
+    """
+    x_shape, w, cols, conv_param = cache
+    F, _, HH, WW = w.shape
+    expected = (x_shape[0], F, cols.shape[1] // x_shape[0])
+    if dout.ndim != 4 or (dout.shape[0], dout.shape[1], dout.shape[2] * dout.shape[3]) != expected:
+        raise ValueError(f"expected dout of shape (N, F, H', W') with N*H'*W' = {cols.shape[1]} and F={F}, "
+                         f"got {dout.shape}")
+    dout = dout.astype(cols.dtype, copy=False)
+    db = dout.sum(axis=(0, 2, 3))
+    dout_rows = dout.transpose(1, 0, 2, 3).reshape(F, -1)  # (F, N*H'*W'), the layout of the forward's product
+    dw = (dout_rows @ cols.T).reshape(w.shape)
+    dcols = w.reshape(F, -1).T @ dout_rows
+    dx = _kernels().col2im(dcols, x_shape, HH, WW, conv_param["pad"], conv_param["stride"])
+    return dx, dw, db
+
+
+def _pools_tile(x_shape, ph, pw, stride):
+    """True when square-free pools of stride equal to their size cover x exactly (the reshape trick)."""
+    return ph == pw == stride and x_shape[2] % ph == 0 and x_shape[3] % pw == 0
+
+
+def max_pool_forward_fast(x, pool_param):
+    """
+    Compute the forward pass of a max pooling layer: a reshape when the pools tile the input, else im2col.
+
+    Inputs:
+    - x: input data of shape (N, C, H, W)
+    - pool_param: dictionary with 'pool_height', 'pool_width' and 'stride'
+
+    Returns a tuple of:
+    - out: output of shape (N, C, H', W'), H' = 1 + (H - pool_height) // stride, W' likewise
+    - cache: (x shape, flat index of each window's first maximum, pool_param)
+    """
+    ph, pw, stride, H_out, W_out = pool_output_shape(np.shape(x), pool_param)
+    x = np.asarray(x)
+    N, C, H, W = x.shape
+    if _pools_tile(x.shape, ph, pw, stride):
+        windows = x.reshape(N, C, H_out, ph, W_out, pw).transpose(3, 5, 0, 1, 2, 4).reshape(ph * pw, -1)
+    else:
+        # Pool every channel on its own: im2col of the (N*C, 1, H, W) view has one window per column.
+        x_float = x.astype(_float_dtype(x), copy=False)
+        windows = _kernels().im2col(x_float.reshape(N * C, 1, H, W), ph, pw, 0, stride)
+    first_max = windows.argmax(axis=0)
+    out = windows[first_max, np.arange(windows.shape[1])].astype(x.dtype, copy=False)
+    return out.reshape(N, C, H_out, W_out), (x.shape, first_max, pool_param)
+
+
+def max_pool_backward_fast(dout, cache):
+    """
+    Compute the backward pass of a max pooling layer: each upstream derivative goes to the first maximum
+    of its window, as in max_pool_backward_naive.
+
+    Inputs:
+    - dout: upstream derivative, of shape (N, C, H', W')
+    - cache: from max_pool_forward_fast
+
+    Returns:
+    - dx: gradient with respect to x, of shape (N, C, H, W)
+    """
+    x_shape, first_max, pool_param = cache
+    ph, pw, stride, H_out, W_out = pool_output_shape(x_shape, pool_param)
+    N, C, H, W = x_shape
+    if dout.shape != (N, C, H_out, W_out):
+        raise ValueError(f"expected dout of shape {(N, C, H_out, W_out)}, got {dout.shape}")
+    dtype = _float_dtype(dout)
+    dwindows = np.zeros((ph * pw, first_max.size), dtype=dtype)
+    dwindows[first_max, np.arange(first_max.size)] = dout.reshape(-1)
+    if _pools_tile(x_shape, ph, pw, stride):
+        dx = dwindows.reshape(ph, pw, N, C, H_out, W_out).transpose(2, 3, 4, 0, 5, 1).reshape(x_shape)
+        return np.ascontiguousarray(dx)
+    return _kernels().col2im(dwindows, (N * C, 1, H, W), ph, pw, 0, stride).reshape(x_shape)
