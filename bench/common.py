@@ -1,0 +1,69 @@
+"""Helpers the benchmarks share: median timing, numpy's GEMM rate measured in the same run, optional torch.
+
+Speed is only ever measured in bench/*.py, never in the tests. Every figure a benchmark prints is a median
+over repeats, and every rate is shown next to a reference measured in the same run on the same machine, so
+that the ratios mean something on a busy or a slow machine.
+"""
+import os
+import time
+
+import numpy as np
+
+
+def median_seconds(fn, repeats=5, warmup=1):
+    """
+    Time a callable: run it `warmup` times untimed, then `repeats` times, and return the median wall time.
+
+    Inputs:
+    - fn: callable taking no argument
+    - repeats: number of timed runs (>= 1)
+    - warmup: number of untimed runs first (caches, lazy initialisation)
+
+    Returns:
+    - seconds: the median of the timed runs, a float
+    """
+    if repeats < 1:
+        raise ValueError(f"expected repeats >= 1, got {repeats}")
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def gemm_gflops(n=1024, dtype=np.float32, repeats=5):
+    """
+    Measure numpy's matrix product rate on two random n x n matrices: 2 n^3 flops over the median time.
+
+    Inputs:
+    - n: matrix size
+    - dtype: float32 (the kit's training dtype) or float64
+    - repeats: number of timed products
+
+    Returns:
+    - gflops: the rate in GFLOP/s, a float
+    """
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n)).astype(dtype)
+    b = rng.standard_normal((n, n)).astype(dtype)
+    seconds = median_seconds(lambda: a @ b, repeats=repeats, warmup=1)
+    return 2.0 * n**3 / seconds / 1e9
+
+
+def try_import_torch():
+    """Return the torch module when it is installed (it is never a dependency of the kit), else None."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def machine_line():
+    """One line that says what the figures were measured on: CPUs, numpy, BLAS settings in the environment."""
+    keys = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_CORETYPE")
+    threads = {key: os.environ[key] for key in keys if key in os.environ}
+    return f"{os.cpu_count()} CPUs, numpy {np.__version__}, environment {threads or 'default'}"
