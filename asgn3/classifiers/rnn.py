@@ -1,0 +1,366 @@
+"""CaptioningRNN: generate captions from image features with a vanilla RNN or an LSTM."""
+import numpy as np
+
+from asgn3.layers import affine_backward, affine_forward
+from asgn3.rnn_layers import (
+    lstm_backward,
+    lstm_forward,
+    lstm_step_forward,
+    rnn_backward,
+    rnn_forward,
+    rnn_step_forward,
+    temporal_affine_backward,
+    temporal_affine_forward,
+    temporal_softmax_loss,
+    word_embedding_backward,
+    word_embedding_forward,
+)
+
+CELL_TYPES = ("rnn", "lstm")
+
+
+class CaptioningRNN:
+    """
+    A CaptioningRNN produces captions from image features using a recurrent neural network.
+
+    The RNN receives input vectors of size D, has a vocab size of V, works on sequences of length T,
+    has an RNN hidden dimension of H, uses word vectors of dimension W, and operates on minibatches of
+    size N.
+
+    Note that we don't use any regularization for the CaptioningRNN.
+    """
+
+    def __init__(self, word_to_idx, input_dim=512, wordvec_dim=128, hidden_dim=128, cell_type="rnn",
+                 dtype=np.float32):
+        """
+        Construct a new CaptioningRNN instance.
+
+        Inputs:
+        - word_to_idx: A dictionary giving the vocabulary. It contains V entries, and maps each string
+          to a unique integer in the range [0, V). It must hold '<NULL>'; without '<START>' the model
+          can be trained but not sampled from, and without '<END>' sampling never stops early. The
+          indices need not be contiguous: V is then the largest index + 1.
+        - input_dim: Dimension D of input image feature vectors.
+        - wordvec_dim: Dimension W of word vectors.
+        - hidden_dim: Dimension H for the hidden state of the RNN.
+        - cell_type: What type of RNN to use; either 'rnn' or 'lstm'.
+        - dtype: numpy datatype to use; use float32 for training and float64 for numeric gradient checking.
+        """
+        if cell_type not in CELL_TYPES:
+            raise ValueError(f"cell_type must be one of {CELL_TYPES}, got {cell_type!r}")
+        if "<NULL>" not in word_to_idx:
+            raise ValueError(f"word_to_idx must contain '<NULL>' (the padding word), got a vocabulary of "
+                             f"{len(word_to_idx)} words without it")
+        indices = list(word_to_idx.values())
+        if min(indices) < 0 or len(set(indices)) != len(indices):
+            raise ValueError("word_to_idx must map each word to its own non-negative index")
+        self.cell_type = cell_type
+        self.dtype = dtype
+        self.word_to_idx = word_to_idx
+        self.idx_to_word = {i: w for w, i in word_to_idx.items()}
+        self.params = {}
+
+        vocab_size = max(len(word_to_idx), max(indices) + 1)
+        self._null = word_to_idx["<NULL>"]
+        self._start = word_to_idx.get("<START>", None)
+        self._end = word_to_idx.get("<END>", None)
+
+        # Initialize word vectors
+        self.params["W_embed"] = np.random.randn(vocab_size, wordvec_dim) / 100
+
+        # Initialize CNN -> hidden state projection parameters
+        self.params["W_proj"] = np.random.randn(input_dim, hidden_dim) / np.sqrt(input_dim)
+        self.params["b_proj"] = np.zeros(hidden_dim)
+
+        # Initialize parameters for the RNN; the LSTM has four gates, so four times the columns
+        dim_mul = {"lstm": 4, "rnn": 1}[cell_type]
+        self.params["Wx"] = np.random.randn(wordvec_dim, dim_mul * hidden_dim) / np.sqrt(wordvec_dim)
+        self.params["Wh"] = np.random.randn(hidden_dim, dim_mul * hidden_dim) / np.sqrt(hidden_dim)
+        self.params["b"] = np.zeros(dim_mul * hidden_dim)
+
+        # Initialize output to vocab weights
+        self.params["W_vocab"] = np.random.randn(hidden_dim, vocab_size) / np.sqrt(hidden_dim)
+        self.params["b_vocab"] = np.zeros(vocab_size)
+
+        # Cast parameters to correct dtype
+        for k, v in self.params.items():
+            self.params[k] = v.astype(self.dtype)
+
+    def _check_features(self, features):
+        """Return features as an array of the model's dtype, or raise a ValueError naming the shape."""
+        features = np.asarray(features, dtype=self.dtype)
+        D = self.params["W_proj"].shape[0]
+        if features.ndim != 2 or features.shape[1] != D:
+            raise ValueError(f"expected features of shape (N, D) with D={D} (the model's input_dim), "
+                             f"got {features.shape}")
+        return features
+
+    def loss(self, features, captions):
+        """
+        Compute training-time loss for the RNN. We input image features and ground-truth captions for
+        those images, and use an RNN (or LSTM) to compute loss and gradients on all parameters.
+
+        Inputs:
+        - features: Input image features, of shape (N, D)
+        - captions: Ground-truth captions; an integer array of shape (N, T + 1) where each element is
+          in the range 0 <= y[i, t] < V
+
+        Returns a tuple of:
+        - loss: Scalar loss
+        - grads: Dictionary of gradients parallel to self.params
+        """
+        features = self._check_features(features)
+        captions = np.asarray(captions)
+        if captions.ndim != 2 or captions.shape[0] != features.shape[0] or captions.shape[1] < 2:
+            raise ValueError(f"expected captions of shape (N, T + 1) with N={features.shape[0]} (as "
+                             f"features) and T + 1 >= 2, got {captions.shape}")
+
+        # Cut captions into two pieces: captions_in has everything but the last word and will be input
+        # to the RNN; captions_out has everything but the first word and this is what we will expect
+        # the RNN to generate. These are offset by one relative to each other because the RNN should
+        # produce word (t+1) after receiving word t. The first element of captions_in will be the START
+        # token, and the first element of captions_out will be the first word.
+        captions_in = captions[:, :-1]
+        captions_out = captions[:, 1:]
+
+        # You'll need this
+        mask = captions_out != self._null
+
+        # Weight and bias for the affine transform from image features to initial hidden state
+        W_proj, b_proj = self.params["W_proj"], self.params["b_proj"]
+
+        # Word embedding matrix
+        W_embed = self.params["W_embed"]
+
+        # Input-to-hidden, hidden-to-hidden, and biases for the RNN
+        Wx, Wh, b = self.params["Wx"], self.params["Wh"], self.params["b"]
+
+        # Weight and bias for the hidden-to-vocab transformation.
+        W_vocab, b_vocab = self.params["W_vocab"], self.params["b_vocab"]
+
+        loss, grads = None, None
+        ############################################################################
+        # TODO: Implement the forward and backward passes for the CaptioningRNN.  #
+        # In the forward pass you will need to do the following:                   #
+        # (1) Use an affine transformation to compute the initial hidden state     #
+        #     from the image features. This should produce an array of shape (N, H)#
+        # (2) Use a word embedding layer to transform the words in captions_in     #
+        #     from indices to vectors, giving an array of shape (N, T, W).         #
+        # (3) Use either a vanilla RNN or LSTM (depending on self.cell_type) to    #
+        #     process the sequence of input word vectors and produce hidden state  #
+        #     vectors for all timesteps, producing an array of shape (N, T, H).    #
+        # (4) Use a (temporal) affine transformation to compute scores over the    #
+        #     vocabulary at every timestep using the hidden states, giving an      #
+        #     array of shape (N, T, V).                                            #
+        # (5) Use (temporal) softmax to compute loss using captions_out, ignoring  #
+        #     the points where the output word is <NULL> using the mask above.     #
+        #                                                                          #
+        # In the backward pass you will need to compute the gradient of the loss   #
+        # with respect to all model parameters. Use the loss and grads variables   #
+        # defined above to store loss and gradients; grads[k] should give the      #
+        # gradients for self.params[k].                                            #
+        ############################################################################
+        # *****START OF YOUR CODE*****
+        grads = {}
+        h0, proj_cache = affine_forward(features, W_proj, b_proj)
+        x, embed_cache = word_embedding_forward(captions_in, W_embed)
+        if self.cell_type == "rnn":
+            h, cell_cache = rnn_forward(x, h0, Wx, Wh, b)
+        else:
+            h, cell_cache = lstm_forward(x, h0, Wx, Wh, b)
+        scores, scores_cache = temporal_affine_forward(h, W_vocab, b_vocab)
+        loss, dscores = temporal_softmax_loss(scores, captions_out, mask)
+
+        dh, grads["W_vocab"], grads["b_vocab"] = temporal_affine_backward(dscores, scores_cache)
+        cell_backward = rnn_backward if self.cell_type == "rnn" else lstm_backward
+        dx, dh0, grads["Wx"], grads["Wh"], grads["b"] = cell_backward(dh, cell_cache)
+        grads["W_embed"] = word_embedding_backward(dx, embed_cache)
+        _, grads["W_proj"], grads["b_proj"] = affine_backward(dh0, proj_cache)
+        # *****END OF YOUR CODE*****
+        return loss, grads
+
+    def sample(self, features, max_length=30, beam_width=1, temperature=None, seed=None):
+        """
+        Run a test-time forward pass for the model, sampling captions for input feature vectors.
+
+        At each timestep, we embed the current word, pass it and the previous hidden state to the RNN to
+        get the next hidden state, use the hidden state to get scores for all vocab words, and choose the
+        word with the highest score as the next word (greedy decoding). The initial hidden state is
+        computed by applying an affine transform to the input image features, and the initial word is
+        the <START> token. For LSTMs the initial cell state is zero. A row stops after its <END> word:
+        the rest of it stays <NULL>.
+
+        Beyond greedy decoding:
+        - beam_width=k > 1 keeps the k most likely partial captions (by summed log-probability) per image
+          and returns the best finished one; beam_width=1 is greedy decoding.
+        - temperature=t > 0 samples each word from softmax(scores / t) instead of taking the argmax
+          (t < 1 sharpens, t > 1 flattens the distribution); seed makes the draw reproducible.
+
+        Inputs:
+        - features: Array of input image features of shape (N, D).
+        - max_length: Maximum length T of generated captions.
+        - beam_width: Number of partial captions kept per image (1: greedy).
+        - temperature: None for the most likely word, or a positive float to sample with.
+        - seed: Seed of the random generator used with temperature.
+
+        Returns:
+        - captions: Array of shape (N, max_length) giving sampled captions, where each element is an
+          integer in the range [0, V). The first element of captions should be the first sampled word,
+          not the <START> token.
+        """
+        features = self._check_features(features)
+        if self._start is None:
+            raise ValueError("sampling needs a '<START>' word in word_to_idx to begin each caption; this "
+                             "vocabulary has none: add it and train the model with it")
+        if not isinstance(max_length, int | np.integer) or max_length < 1:
+            raise ValueError(f"max_length must be a positive integer, got {max_length!r}")
+        V = self.params["W_vocab"].shape[1]
+        if not isinstance(beam_width, int | np.integer) or not 1 <= beam_width <= V:
+            raise ValueError(f"beam_width must be an integer from 1 to V={V}, got {beam_width!r}")
+        if temperature is not None and not temperature > 0:
+            raise ValueError(f"temperature must be None (most likely word) or positive, got {temperature!r}")
+        if temperature is not None and beam_width > 1:
+            raise ValueError("choose either beam search (beam_width > 1) or temperature sampling, not both")
+        if beam_width > 1:
+            return self._beam_search(features, max_length, beam_width)
+        if temperature is not None:
+            return self._sample_with_temperature(features, max_length, temperature, seed)
+
+        N = features.shape[0]
+        captions = self._null * np.ones((N, max_length), dtype=np.int32)
+
+        # Unpack parameters
+        W_proj, b_proj = self.params["W_proj"], self.params["b_proj"]
+        W_embed = self.params["W_embed"]
+        Wx, Wh, b = self.params["Wx"], self.params["Wh"], self.params["b"]
+        W_vocab, b_vocab = self.params["W_vocab"], self.params["b_vocab"]
+
+        ###########################################################################
+        # TODO: Implement test-time sampling for the model. You will need to     #
+        # initialize the hidden state of the RNN by applying the learned affine  #
+        # transform to the input image features. The first word that you feed   #
+        # to the RNN should be the <START> token; its value is stored in the     #
+        # variable self._start. At each timestep you will need to do to:         #
+        # (1) Embed the previous word using the learned word embeddings           #
+        # (2) Make an RNN step using the previous hidden state and the embedded  #
+        #     current word to get the next hidden state.                         #
+        # (3) Apply the learned affine transformation to the next hidden state to#
+        #     get scores for all words in the vocabulary                         #
+        # (4) Select the word with the highest score as the next word, writing it#
+        #     to the appropriate slot in the captions variable                   #
+        #                                                                         #
+        # A row that has produced self._end (the <END> word; None when the       #
+        # vocabulary has none) is finished: leave the rest of it <NULL>, and stop#
+        # the loop once every row is finished.                                   #
+        # NOTE: we are still working over minibatches in this function. Also if  #
+        # you are using an LSTM, initialize the first cell state to zeros.       #
+        ###########################################################################
+        # *****START OF YOUR CODE*****
+        h = features @ W_proj + b_proj
+        c = np.zeros_like(h)
+        words = np.full(N, self._start)
+        finished = np.zeros(N, dtype=bool)
+        for t in range(max_length):
+            x = W_embed[words]
+            if self.cell_type == "rnn":
+                h, _ = rnn_step_forward(x, h, Wx, Wh, b)
+            else:
+                h, c, _ = lstm_step_forward(x, h, c, Wx, Wh, b)
+            scores = h @ W_vocab + b_vocab
+            words = scores.argmax(axis=1)
+            captions[~finished, t] = words[~finished]
+            if self._end is not None:
+                finished |= words == self._end
+            if finished.all():
+                break
+        # *****END OF YOUR CODE*****
+        return captions
+
+    # -- Kit extras: beam search and temperature sampling, built on the same layer functions ----------
+
+    def _initial_state(self, features):
+        """The hidden state (N, H) projected from the features, and a zero cell state (N, H)."""
+        h, _ = affine_forward(features, self.params["W_proj"], self.params["b_proj"])
+        return h, np.zeros_like(h)
+
+    def _decode_step(self, words, h, c):
+        """
+        Feed one word per row through the embedding, one cell step and the vocabulary layer.
+
+        Inputs:
+        - words: int array (M,) of the current words
+        - h, c: hidden and cell states (M, H); c is ignored (and returned unchanged) by the vanilla RNN
+
+        Returns a tuple of:
+        - log_probs: log-softmax of the vocabulary scores, shape (M, V)
+        - h, c: the next hidden and cell states (M, H)
+        """
+        p = self.params
+        x, _ = word_embedding_forward(words[:, None], p["W_embed"])
+        if self.cell_type == "rnn":
+            h, _ = rnn_step_forward(x[:, 0], h, p["Wx"], p["Wh"], p["b"])
+        else:
+            h, c, _ = lstm_step_forward(x[:, 0], h, c, p["Wx"], p["Wh"], p["b"])
+        scores, _ = affine_forward(h, p["W_vocab"], p["b_vocab"])
+        shifted = scores - scores.max(axis=1, keepdims=True)
+        log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        return log_probs, h, c
+
+    def _sample_with_temperature(self, features, max_length, temperature, seed):
+        """Draw each word from softmax(scores / temperature); rows stop after <END>. Returns (N, T)."""
+        rng = np.random.default_rng(seed)
+        N = features.shape[0]
+        captions = np.full((N, max_length), self._null, dtype=np.int32)
+        h, c = self._initial_state(features)
+        words = np.full(N, self._start)
+        finished = np.zeros(N, dtype=bool)
+        for t in range(max_length):
+            log_probs, h, c = self._decode_step(words, h, c)
+            logits = log_probs / temperature
+            probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+            cumulative = np.cumsum(probs, axis=1)
+            draws = rng.random(N) * cumulative[:, -1]
+            words = np.minimum((cumulative <= draws[:, None]).sum(axis=1), probs.shape[1] - 1)
+            captions[~finished, t] = words[~finished]
+            if self._end is not None:
+                finished |= words == self._end
+            if finished.all():
+                break
+        return captions
+
+    def _beam_search(self, features, max_length, k):
+        """
+        Keep the k best partial captions per image, ranked by summed log-probability; return the best.
+
+        All N*k beams advance together as one batch of rows. A beam that has produced <END> is finished:
+        it can only be extended by <NULL> at no cost, so it keeps its score and competes with the others.
+        """
+        N = features.shape[0]
+        V = self.params["W_vocab"].shape[1]
+        h, c = self._initial_state(features)
+        h, c = np.repeat(h, k, axis=0), np.repeat(c, k, axis=0)  # row n*k + j is beam j of image n
+        scores = np.full((N, k), -np.inf)
+        scores[:, 0] = 0.0  # at first all beams are the same <START>: keep only one of them alive
+        words = np.full(N * k, self._start)
+        finished = np.zeros(N * k, dtype=bool)
+        history = np.full((N, k, max_length), self._null, dtype=np.int32)
+        image_rows = np.arange(N)[:, None]
+        for t in range(max_length):
+            log_probs, h, c = self._decode_step(words, h, c)
+            log_probs[finished] = -np.inf
+            log_probs[finished, self._null] = 0.0
+            candidates = (scores.reshape(N * k, 1) + log_probs).reshape(N, k * V)
+            best = np.argpartition(-candidates, k - 1, axis=1)[:, :k]
+            best = np.take_along_axis(best, np.argsort(-np.take_along_axis(candidates, best, 1), 1), 1)
+            beams, words = best // V, best % V  # (N, k): which beam each candidate extends, and its word
+            scores = np.take_along_axis(candidates, best, axis=1)
+            rows = (image_rows * k + beams).ravel()
+            h, c, finished = h[rows], c[rows], finished[rows]
+            history = history[image_rows, beams]
+            history[:, :, t] = words
+            words = words.ravel()
+            if self._end is not None:
+                finished = finished | (words == self._end)
+            if finished.all():
+                break
+        return history[:, 0]  # beams are sorted by score, best first
