@@ -84,7 +84,7 @@ def render_images(rng, items):
 
 
 def save_jpegs(images, paths):
-    """Write each (64, 64, 3) uint8 image to its path as a JPEG (fixed quality, so the bytes are reproducible)."""
+    """Write each (64, 64, 3) uint8 image to its path as a JPEG (fixed quality: reproducible bytes)."""
     for image, path in zip(images, paths, strict=True):
         Image.fromarray(image).save(path, format="JPEG", quality=JPEG_QUALITY)
 

@@ -41,11 +41,11 @@ def read_idx(path):
     """
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path} not found: run `bash datasets/get_fashion_mnist.sh` to fetch Fashion-MNIST")
+        raise FileNotFoundError(f"{path} not found: run `bash datasets/get_fashion_mnist.sh` to fetch it")
     with gzip.open(path, "rb") as f:
         raw = f.read()
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
-        raise ValueError(f"{path} is not an IDX file: expected two zero bytes at the start, found {raw[:4]!r}")
+        raise ValueError(f"{path} is not an IDX file: expected two zero bytes first, found {raw[:4]!r}")
     if raw[2] != _IDX_UBYTE:
         raise ValueError(f"{path}: expected IDX type 0x08 (unsigned byte), found 0x{raw[2]:02x}")
     ndim = raw[3]
@@ -54,7 +54,7 @@ def read_idx(path):
     expected = int(np.prod(shape))
     if len(raw) - offset != expected:
         raise ValueError(f"{path}: the header announces shape {shape} ({expected} bytes) but the file holds "
-                         f"{len(raw) - offset} bytes of data; delete it and run datasets/get_fashion_mnist.sh")
+                         f"{len(raw) - offset}; delete it and run datasets/get_fashion_mnist.sh")
     return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(shape)
 
 
@@ -105,5 +105,5 @@ def load_fashion_mnist(folder=None):
 if __name__ == "__main__":
     where = Path(sys.argv[1]) if len(sys.argv) > 1 else FASHION_MNIST_DIR
     X_train, y_train, X_test, y_test = load_fashion_mnist(where)
-    print(f"Fashion-MNIST in {where}: train {X_train.shape}, test {X_test.shape}, "
-          f"{len(CLASS_NAMES)} classes of {SPLIT_SIZES['train'] // 10} / {SPLIT_SIZES['test'] // 10} images: OK")
+    print(f"Fashion-MNIST in {where}: train {X_train.shape}, test {X_test.shape}, 10 classes of "
+          f"{SPLIT_SIZES['train'] // 10} / {SPLIT_SIZES['test'] // 10} images: OK")

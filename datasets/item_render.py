@@ -83,7 +83,7 @@ def backgrounds(rng, n, size, dark):
     colours = colours.astype(np.float32)
     angle = rng.random(n) * 2 * np.pi
     coord = (np.arange(size) + 0.5) / size - 0.5
-    t = (np.cos(angle)[:, None, None] * coord[None, None, :] + np.sin(angle)[:, None, None] * coord[None, :, None])
+    t = np.cos(angle)[:, None, None] * coord[None, None, :] + np.sin(angle)[:, None, None] * coord[:, None]
     t = ((t + 0.71) / 1.42).astype(np.float32)[..., None]  # in [0, 1] for every direction
     bg = colours[:, None, None, 0, :] + t * (colours[:, None, None, 1, :] - colours[:, None, None, 0, :])
     # Smooth blotches: a coarse 5x5 grid of random offsets, resampled bilinearly to full size.
@@ -108,7 +108,7 @@ def paste_items(canvas, items, tints, top, left, scale):
     Returns:
     - boxes: int array (N, 4) of x0, y0, x1, y1, the tight box (inclusive) of the pasted item's opaque pixels.
     """
-    n, size = canvas.shape[0], canvas.shape[1]
+    size = canvas.shape[1]
     grey = items.astype(np.float32) / np.float32(255.0)
     # Opaque where the item is bright, and fairly opaque inside its outline even where it is dark.
     alpha = np.maximum(np.clip(3.0 * grey, 0.0, 1.0), 0.9 * silhouette(grey))
