@@ -189,8 +189,11 @@ def main(argv=None):
     parser.add_argument("--figures", action="store_true", help="also save every figure as a PNG")
     parser.add_argument("--cwd", default=None, help="the kernels' working directory (default: the kit)")
     args = parser.parse_args(argv)
-    params = dict(parse_param(p) for p in args.param)
-    return 0 if run(args.notebooks, args.out, params, args.timeout, args.figures, args.cwd) else 1
+    try:
+        params = dict(parse_param(p) for p in args.param)
+        return 0 if run(args.notebooks, args.out, params, args.timeout, args.figures, args.cwd) else 1
+    except (FileNotFoundError, ValueError) as exc:
+        parser.error(str(exc))
 
 
 if __name__ == "__main__":
