@@ -27,12 +27,12 @@ def read_rgb_image(path):
     Read an image file as RGB.
 
     Inputs:
-    - path: image file (any format imageio reads: JPEG, PNG, ...).
+    - path: image file or file-like object (any format Pillow reads: JPEG, PNG, GIF, ...).
 
     Returns an array of shape (H, W, 3), dtype uint8: grey images get three equal channels and an
     alpha channel is dropped.
     """
-    img = iio.imread(path)
+    img = iio.imread(path, plugin="pillow")
     if img.ndim == 2:
         img = img[:, :, None]
     if img.ndim != 3 or img.shape[2] not in (1, 3, 4):
