@@ -30,14 +30,25 @@ def rel_error(x, y, what=None):
     Returns the largest relative error, a float. A None input means the function that produced it is
     still the student kit's stub, which returns None: that raises NotImplementedError saying so.
     """
-    if x is None or y is None:
-        raise NotImplementedError(f"{_describe(what)} returned None: {STUB_HINT}{_source_file(what)}")
+    require(x, what)
+    require(y, what)
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     if x.shape != y.shape:
         raise ValueError(f"rel_error compares arrays of the same shape; got {x.shape} and {y.shape}: "
                          f"check the shape of what {_describe(what)} returns")
     return float(np.max(np.abs(x - y) / np.maximum(1e-8, np.abs(x) + np.abs(y))))
+
+
+def require(value, what=None):
+    """Return value, or raise NotImplementedError (as rel_error does) when it is the None of a stub.
+
+    For cells that use a function's result directly, e.g. `saliency = require(compute_saliency_maps(X, y,
+    model), compute_saliency_maps)`, so that an unwritten function gives a clear message, not a plot error.
+    """
+    if value is None:
+        raise NotImplementedError(f"{_describe(what)} returned None: {STUB_HINT}{_source_file(what)}")
+    return value
 
 
 def _describe(what):

@@ -10,6 +10,7 @@ from asgn3.notebook_checks import (
     report_at_least,
     report_below,
     report_fooled,
+    require,
 )
 
 
@@ -31,6 +32,18 @@ def test_rel_error_names_the_stub_that_returned_none():
         rel_error(np.zeros(3), rnn_step_forward(), rnn_step_forward)
     with pytest.raises(NotImplementedError, match="START/END markers in asgn3/"):
         rel_error(None, np.zeros(3))
+
+
+def test_require_passes_values_and_refuses_none():
+    value = np.ones(2)
+    assert require(value, "compute_saliency_maps") is value
+    with pytest.raises(NotImplementedError, match="compute_saliency_maps returned None"):
+        require(None, "compute_saliency_maps")
+
+
+def test_a_none_value_in_a_report_means_a_stub():
+    with pytest.raises(NotImplementedError, match="the loss is None.*START/END markers"):
+        report_about("temporal_softmax_loss N=100 T=1", "loss", None, 2.3, 0.1)
 
 
 def test_rel_error_refuses_different_shapes():
