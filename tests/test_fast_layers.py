@@ -1,0 +1,301 @@
+"""Tests of asgn3/fast_layers.py, asgn3/im2col.py and the compiled asgn3.im2col_cython.
+
+Fast convolution and pooling must equal the naive layers (float64 within 1e-9, float32 within the
+rounding bound of float32 sums), the numpy fallback must equal the Cython path, and importing without the
+extension must work with one warning line naming the build command.
+"""
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from asgn3 import fast_layers, layers
+from asgn3 import im2col as im2col_numpy
+
+EXACT_TOL = 1e-9
+
+# (N, C, H, W, F, HH, WW, stride, pad): stride 1/2/3, pad 0/1/2, odd and even sizes, N=1, C=1, non-square
+# filters, and sizes where (H + 2 pad - HH) is not a multiple of the stride (the output is floored).
+CONV_SHAPES = [
+    (2, 3, 8, 8, 4, 3, 3, 1, 1),
+    (2, 3, 9, 7, 4, 3, 3, 2, 1),
+    (1, 2, 7, 7, 3, 5, 5, 2, 2),
+    (3, 1, 6, 5, 2, 3, 2, 1, 0),
+    (1, 1, 5, 5, 1, 1, 1, 1, 0),
+    (2, 4, 11, 9, 3, 3, 3, 2, 2),
+    (2, 2, 10, 10, 5, 4, 4, 3, 1),
+    (1, 3, 4, 6, 2, 5, 3, 1, 2),
+]
+CONV_IDS = ["N{}C{}H{}W{}F{}k{}x{}s{}p{}".format(*shape) for shape in CONV_SHAPES]
+
+# (N, C, H, W, pool_height, pool_width, stride): tiling pools (the reshape path) and the rest (im2col).
+POOL_SHAPES = [
+    (2, 3, 8, 8, 2, 2, 2),
+    (1, 1, 6, 9, 3, 3, 3),
+    (2, 3, 7, 9, 2, 2, 2),
+    (2, 2, 7, 8, 3, 2, 2),
+    (1, 3, 5, 5, 3, 3, 1),
+    (3, 1, 9, 6, 2, 3, 2),
+]
+
+
+def conv_problem(shape, dtype=np.float64, seed=0):
+    """Random x, w, b, conv_param and upstream derivative for one CONV_SHAPES entry."""
+    N, C, H, W, F, HH, WW, stride, pad = shape
+    rng = np.random.default_rng(seed)
+    x, w, b = rng.standard_normal((N, C, H, W)), rng.standard_normal((F, C, HH, WW)), rng.standard_normal(F)
+    conv_param = {"stride": stride, "pad": pad}
+    stride, pad, H_out, W_out = layers.conv_output_shape(x.shape, w.shape, b.shape, conv_param)
+    dout = rng.standard_normal((N, F, H_out, W_out))
+    return [a.astype(dtype) for a in (x, w, b, dout)] + [conv_param]
+
+
+def pool_problem(shape, dtype=np.float64, seed=0):
+    """Random x (with ties: values on a coarse grid), pool_param and upstream derivative."""
+    N, C, H, W, ph, pw, stride = shape
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-4, 5, (N, C, H, W)).astype(dtype)  # many ties: both paths must pick the first max
+    pool_param = {"pool_height": ph, "pool_width": pw, "stride": stride}
+    dout = rng.standard_normal((N, C, 1 + (H - ph) // stride, 1 + (W - pw) // stride)).astype(dtype)
+    return x, pool_param, dout
+
+
+@pytest.fixture
+def numpy_fallback(monkeypatch):
+    """Switch the fast layers to the pure-numpy im2col/col2im for one test."""
+    monkeypatch.setattr(fast_layers, "USE_CYTHON", False)
+
+
+def test_extension_is_built_and_used():
+    assert fast_layers.im2col_cython is not None, f"build the extension: {fast_layers.BUILD_COMMAND}"
+    assert fast_layers.USE_CYTHON
+
+
+# --------------------------------------------------------------------------------------------------------
+# Fast == naive
+# --------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", CONV_SHAPES, ids=CONV_IDS)
+def test_conv_fast_equals_naive_float64(shape):
+    x, w, b, dout, conv_param = conv_problem(shape)
+    out_naive, cache_naive = layers.conv_forward_naive(x, w, b, conv_param)
+    out_fast, cache_fast = fast_layers.conv_forward_fast(x, w, b, conv_param)
+    np.testing.assert_allclose(out_fast, out_naive, rtol=EXACT_TOL, atol=EXACT_TOL)
+    grads_naive = layers.conv_backward_naive(dout, cache_naive)
+    grads_fast = fast_layers.conv_backward_fast(dout, cache_fast)
+    for name, fast, naive in zip(("dx", "dw", "db"), grads_fast, grads_naive, strict=True):
+        assert fast.shape == naive.shape, name
+        np.testing.assert_allclose(fast, naive, rtol=EXACT_TOL, atol=EXACT_TOL, err_msg=name)
+
+
+def float32_bound(n_terms, magnitude):
+    """
+    The classic forward-error bound of a float32 sum of n_terms products: |computed - exact| <= gamma
+    sum |terms| with gamma = n_terms * eps. `magnitude` is sum |terms|, obtained by running the naive
+    float64 layer on absolute values. eps = 2**-23 (twice the unit roundoff) covers the rounding of the
+    products, the bias and the partial sums of any summation order (BLAS blocking, col2im).
+    """
+    return (n_terms + 2) * np.finfo(np.float32).eps * magnitude
+
+
+@pytest.mark.parametrize("shape", CONV_SHAPES, ids=CONV_IDS)
+def test_conv_fast_float32_within_rounding_bound_of_naive_float64(shape):
+    x, w, b, dout, conv_param = conv_problem(shape, dtype=np.float32)
+    F, C, HH, WW = w.shape
+    N, _, H_out, W_out = dout.shape
+    out32, cache32 = fast_layers.conv_forward_fast(x, w, b, conv_param)
+    grads32 = fast_layers.conv_backward_fast(dout, cache32)
+    assert out32.dtype == np.float32 and all(g.dtype == np.float32 for g in grads32)
+    assert cache32[2].dtype == np.float32  # the im2col matrix is not upcast either
+
+    # The same float32 values, in float64 (exact): the reference and sum |terms| for the bound.
+    x64, w64, b64, dout64 = (a.astype(np.float64) for a in (x, w, b, dout))
+    out64, cache64 = layers.conv_forward_naive(x64, w64, b64, conv_param)
+    abs_out, abs_cache = layers.conv_forward_naive(np.abs(x64), np.abs(w64), np.abs(b64), conv_param)
+    grads64 = layers.conv_backward_naive(dout64, cache64)
+    abs_grads = layers.conv_backward_naive(np.abs(dout64), abs_cache)
+    n_terms = {"out": C * HH * WW + 1, "dx": F * HH * WW, "dw": N * H_out * W_out, "db": N * H_out * W_out}
+    pairs = zip(("out", "dx", "dw", "db"), (out32, *grads32), (out64, *grads64), (abs_out, *abs_grads),
+                strict=True)
+    for name, fast, exact, magnitude in pairs:
+        error = np.abs(fast.astype(np.float64) - exact)
+        bound = float32_bound(n_terms[name], magnitude)
+        print(f"{name}: largest error {error.max():.2e}, largest bound {bound.max():.2e}")
+        assert np.all(error <= bound), name
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape", POOL_SHAPES)
+def test_max_pool_fast_equals_naive(shape, dtype):
+    x, pool_param, dout = pool_problem(shape, dtype)
+    out_naive, cache_naive = layers.max_pool_forward_naive(x, pool_param)
+    out_fast, cache_fast = fast_layers.max_pool_forward_fast(x, pool_param)
+    assert out_fast.dtype == dtype
+    np.testing.assert_array_equal(out_fast, out_naive)  # a max is exact
+    dx_naive = layers.max_pool_backward_naive(dout, cache_naive)
+    dx_fast = fast_layers.max_pool_backward_fast(dout, cache_fast)
+    assert dx_fast.dtype == dtype and dx_fast.shape == x.shape
+    # Overlapping windows add up to ph*pw derivatives into one entry, in another order than the naive loop:
+    # in float32 that changes the last bits, bounded by ph*pw roundings of the largest entry.
+    ph, pw = pool_param["pool_height"], pool_param["pool_width"]
+    tol = EXACT_TOL if dtype == np.float64 else ph * pw * np.finfo(np.float32).eps * np.abs(dx_naive).max()
+    np.testing.assert_allclose(dx_fast, dx_naive, rtol=0, atol=tol)
+
+
+def test_conv_fast_gradients_numerically(layer_grad_errors):
+    x, w, b, _, conv_param = conv_problem(CONV_SHAPES[1], seed=3)
+    errors = layer_grad_errors(fast_layers.conv_forward_fast, fast_layers.conv_backward_fast, [x, w, b],
+                               conv_param, h=1e-3)  # linear in each input: any step is exact
+    assert max(errors) < 1e-7
+
+
+def test_max_pool_fast_gradient_numerically(layer_grad_errors):
+    rng = np.random.default_rng(4)
+    x = (rng.permutation(2 * 2 * 7 * 7).reshape(2, 2, 7, 7) * 0.01)  # distinct values: no ties
+    pool_param = {"pool_height": 3, "pool_width": 3, "stride": 2}
+    errors = layer_grad_errors(fast_layers.max_pool_forward_fast, fast_layers.max_pool_backward_fast, [x],
+                               pool_param)
+    assert max(errors) < 1e-7
+
+
+# --------------------------------------------------------------------------------------------------------
+# The numpy fallback == the Cython path
+# --------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape", CONV_SHAPES, ids=CONV_IDS)
+def test_im2col_numpy_equals_cython(shape, dtype):
+    x, w, _, _, conv_param = conv_problem(shape, dtype)
+    HH, WW = w.shape[2:]
+    pad, stride = conv_param["pad"], conv_param["stride"]
+    cols_cython = fast_layers.im2col_cython.im2col(x, HH, WW, pad, stride)
+    cols_numpy = im2col_numpy.im2col(x, HH, WW, pad, stride)
+    assert cols_cython.dtype == cols_numpy.dtype == dtype
+    np.testing.assert_array_equal(cols_cython, cols_numpy)
+    dcols = np.random.default_rng(1).standard_normal(cols_numpy.shape).astype(dtype)
+    dx_cython = fast_layers.im2col_cython.col2im(dcols, x.shape, HH, WW, pad, stride)
+    dx_numpy = im2col_numpy.col2im(dcols, x.shape, HH, WW, pad, stride)
+    assert dx_cython.dtype == dx_numpy.dtype == dtype
+    # Both add the contributions to each entry in the same order, so the results are identical.
+    np.testing.assert_array_equal(dx_cython, dx_numpy)
+
+
+def test_col2im_is_the_adjoint_of_im2col():
+    """<im2col(x), c> == <x, col2im(c)> for every x and c: col2im is the transpose of the gather."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 3, 7, 6))
+    cols = im2col_numpy.im2col(x, 3, 2, 1, 2)
+    c = rng.standard_normal(cols.shape)
+    assert np.isclose(np.sum(cols * c), np.sum(x * im2col_numpy.col2im(c, x.shape, 3, 2, 1, 2)), rtol=1e-12)
+
+
+def run_conv_and_pool(x, w, b, dout, conv_param, pool_param):
+    """Every output and gradient of the fast conv and pool layers, in a list."""
+    out, cache = fast_layers.conv_forward_fast(x, w, b, conv_param)
+    results = [out, *fast_layers.conv_backward_fast(dout, cache)]
+    pooled, pool_cache = fast_layers.max_pool_forward_fast(out, pool_param)
+    results += [pooled, fast_layers.max_pool_backward_fast(np.ones_like(pooled), pool_cache)]
+    return results
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("pool", [(2, 2, 2), (3, 3, 2)])
+def test_fast_layers_numpy_fallback_equals_cython(monkeypatch, dtype, pool):
+    x, w, b, dout, conv_param = conv_problem((2, 3, 9, 8, 4, 3, 3, 1, 1), dtype)
+    pool_param = dict(zip(("pool_height", "pool_width", "stride"), pool, strict=True))
+    with_cython = run_conv_and_pool(x, w, b, dout, conv_param, pool_param)
+    monkeypatch.setattr(fast_layers, "USE_CYTHON", False)
+    with_numpy = run_conv_and_pool(x, w, b, dout, conv_param, pool_param)
+    for a, b_ in zip(with_cython, with_numpy, strict=True):
+        assert a.dtype == b_.dtype == dtype
+        np.testing.assert_array_equal(a, b_)
+
+
+def test_import_without_the_extension_warns_once_and_falls_back():
+    """Block the compiled module in a fresh interpreter: the import warns in one line and still works."""
+    script = textwrap.dedent("""
+        import sys
+        sys.modules["asgn3.im2col_cython"] = None  # makes `from asgn3 import im2col_cython` fail
+        import numpy as np
+        from asgn3 import fast_layers, layers
+        assert fast_layers.im2col_cython is None and not fast_layers.USE_CYTHON
+        rng = np.random.default_rng(0)
+        x, w, b = rng.standard_normal((2, 3, 7, 7)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
+        fast, _ = fast_layers.conv_forward_fast(x, w, b, {"stride": 2, "pad": 1})
+        naive, _ = layers.conv_forward_naive(x, w, b, {"stride": 2, "pad": 1})
+        assert np.allclose(fast, naive, rtol=1e-9, atol=1e-9)
+        print("fallback ok")
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "fallback ok"
+    print(result.stderr)
+    warning_lines = [line for line in result.stderr.splitlines() if "Warning" in line]
+    assert len(warning_lines) == 1
+    assert "im2col_cython is not built" in warning_lines[0]
+    assert "pip install -e ." in warning_lines[0]
+    assert "cd asgn3 && python setup.py build_ext --inplace" in warning_lines[0]
+
+
+def test_use_cython_without_the_extension_says_how_to_build(monkeypatch):
+    monkeypatch.setattr(fast_layers, "im2col_cython", None)
+    x, w, b, _, conv_param = conv_problem(CONV_SHAPES[0])
+    with pytest.raises(RuntimeError, match="build_ext --inplace"):
+        fast_layers.conv_forward_fast(x, w, b, conv_param)
+
+
+# --------------------------------------------------------------------------------------------------------
+# dtypes and errors
+# --------------------------------------------------------------------------------------------------------
+
+
+def test_conv_fast_promotes_integer_and_mixed_inputs_to_float64():
+    x, w, b, _, conv_param = conv_problem(CONV_SHAPES[0])
+    out_int, _ = fast_layers.conv_forward_fast(x.round().astype(int), w, b, conv_param)
+    out_mixed, _ = fast_layers.conv_forward_fast(x.astype(np.float32), w, b, conv_param)
+    assert out_int.dtype == out_mixed.dtype == np.float64
+
+
+def test_conv_fast_accepts_non_contiguous_input():
+    x, w, b, dout, conv_param = conv_problem(CONV_SHAPES[0])
+    x_view = np.asfortranarray(x)
+    out_view, _ = fast_layers.conv_forward_fast(x_view, w, b, conv_param)
+    out, _ = fast_layers.conv_forward_fast(x, w, b, conv_param)
+    np.testing.assert_array_equal(out_view, out)
+    assert out.flags.c_contiguous
+
+
+FAST_MISMATCHES = [
+    ("conv channels", fast_layers.conv_forward_fast,
+     (np.zeros((2, 3, 5, 5)), np.zeros((4, 2, 3, 3)), np.zeros(4), {"stride": 1, "pad": 1}),
+     ["(2, 3, 5, 5)", "(4, 2, 3, 3)"]),
+    ("conv bias", fast_layers.conv_forward_fast,
+     (np.zeros((2, 3, 5, 5)), np.zeros((4, 3, 3, 3)), np.zeros(5), {"stride": 1, "pad": 1}),
+     ["(5,)", "(4, 3, 3, 3)"]),
+    ("conv x 2-d", fast_layers.conv_forward_fast,
+     (np.zeros((2, 75)), np.zeros((4, 3, 5, 5)), np.zeros(4), {"stride": 1, "pad": 0}), ["(2, 75)"]),
+    ("pool x 3-d", fast_layers.max_pool_forward_fast,
+     (np.zeros((3, 8, 8)), {"pool_height": 2, "pool_width": 2, "stride": 2}), ["(3, 8, 8)"]),
+    ("pool too big", fast_layers.max_pool_forward_fast,
+     (np.zeros((1, 2, 3, 3)), {"pool_height": 4, "pool_width": 2, "stride": 2}), ["(1, 2, 3, 3)"]),
+]
+
+
+@pytest.mark.parametrize("case, forward, args, shapes", FAST_MISMATCHES, ids=[m[0] for m in FAST_MISMATCHES])
+def test_fast_forward_with_mismatched_shapes_names_them(case, forward, args, shapes):
+    with pytest.raises(ValueError) as raised:
+        forward(*args)
+    print(f"{case}: {raised.value}")
+    for shape in shapes:
+        assert shape in str(raised.value)
+
+
+def test_conv_backward_fast_rejects_a_dout_of_the_wrong_shape():
+    x, w, b, dout, conv_param = conv_problem(CONV_SHAPES[0])
+    _, cache = fast_layers.conv_forward_fast(x, w, b, conv_param)
+    with pytest.raises(ValueError, match=r"\(2, 4, 8, 7\)"):
+        fast_layers.conv_backward_fast(dout[:, :, :, :7], cache)
