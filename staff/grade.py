@@ -1,0 +1,408 @@
+"""Grade submissions: `python -m staff.grade SUBMISSION.zip --json OUT.json`, or a folder of zips.
+
+One submission: the zip is checked and extracted (staff/safezip.py) into a private temporary folder; a
+sandbox kit is assembled from the master's infrastructure and the submission's student files (the files
+with marked regions; a missing one is replaced by its stub); the hidden checks (staff/checks.py) run
+their jobs on the reference in one trusted process and on the submission in the sandbox
+(staff/sandbox.py), one process per check, two at a time; the comparisons happen here on plain arrays.
+The result is printed as a table and written in the shape of Gradescope's results.json.
+
+A folder: every *.zip in it is graded (in parallel), with one JSON per submission and a CSV gradebook.
+"""
+
+import argparse
+import csv
+import json
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from staff.checks import QUESTIONS, Context, Failed, Outcome, build_checks, run_judge
+from staff.markers import stub_source
+from staff.release import marked_modules
+from staff.safezip import SubmissionError, extract_zip
+from staff.sandbox import KIT_DIR, Limits, RunResult, isolation, run_untrusted
+
+RUNNER = Path(__file__).resolve().parent / "runner.py"
+NOTEBOOKS = ("RNN_Captioning.ipynb", "LSTM_Captioning.ipynb", "ImageGradients.ipynb", "ImageGeneration.ipynb")
+MAX_OUTPUT_BYTES = 64 << 20
+REFERENCE_LIMITS = Limits(cpu_seconds=300, wall_seconds=300, memory_mb=4096, processes=64)
+
+
+# -- the kit the submission runs in --------------------------------------------------------------------
+
+
+def find_package(root):
+    """The submission's asgn3 folder: the shallowest folder named asgn3, or None."""
+    found = sorted((path for path in Path(root).rglob("asgn3") if path.is_dir()), key=lambda p: len(p.parts))
+    return found[0] if found else None
+
+
+def student_files(kit_dir=KIT_DIR):
+    """The master's .py files under asgn3 with marked regions (what students write), as relative paths."""
+    names = [
+        path.relative_to(kit_dir).as_posix()
+        for path in (Path(kit_dir) / "asgn3").rglob("*.py")
+        if "build" not in path.relative_to(kit_dir).parts
+    ]
+    return sorted(module.replace(".", "/") + ".py" for module in marked_modules(kit_dir, names))
+
+
+def build_sandbox_kit(package, out_dir, kit_dir=KIT_DIR):
+    """Assemble the kit the submission runs in; returns {student file: 'submitted' | 'missing (stub)'}.
+
+    The master's infrastructure (every asgn3 .py without marked regions, and the compiled extension)
+    is copied as it is, so a submission cannot replace it; the files with marked regions come from the
+    submission, or are the release stub when the submission lacks them. New .py files of the submission
+    (its own helpers) are added; nothing else of it is copied.
+    """
+    out_dir = Path(out_dir)
+    master = Path(kit_dir) / "asgn3"
+    own = set(student_files(kit_dir))
+    provenance = {}
+    for path in master.rglob("*"):
+        rel = path.relative_to(kit_dir).as_posix()
+        if "build" in path.relative_to(master).parts or "__pycache__" in rel or not path.is_file():
+            continue
+        if path.suffix not in (".py", ".so", ".pyd"):
+            continue
+        target = out_dir / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        submitted = package / path.relative_to(master) if package else None
+        if rel in own and submitted is not None and submitted.is_file():
+            shutil.copyfile(submitted, target)
+            provenance[rel] = "submitted"
+        elif rel in own:
+            target.write_text(stub_source(path.read_text(encoding="utf-8"), rel), encoding="utf-8")
+            provenance[rel] = "missing (stub used)"
+        else:
+            shutil.copyfile(path, target)
+    if package:
+        for path in package.rglob("*.py"):
+            target = out_dir / "asgn3" / path.relative_to(package)
+            if not target.exists() and "build" not in path.relative_to(package).parts:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, target)
+    shutil.copyfile(RUNNER, out_dir / "grade_runner.py")
+    for path in [out_dir, *out_dir.rglob("*")]:
+        os.chmod(path, 0o755 if path.is_dir() else 0o644)
+    return provenance
+
+
+# -- running jobs ----------------------------------------------------------------------------------------
+
+
+def write_jobs(job_dir, jobs):
+    """Write jobs.json and the input arrays of a list of Jobs into job_dir."""
+    job_dir.mkdir(parents=True)
+    specs = []
+    for index, job in enumerate(jobs):
+        np.savez(job_dir / f"in_{index}.npz", **job.arrays)
+        specs.append({"id": index, "task": job.task, "options": job.options})
+    (job_dir / "jobs.json").write_text(json.dumps(specs))
+
+
+def _run_failure(result):
+    """Why a run stopped without reporting a job: timeout, resource limit, crash."""
+    if result.timed_out:
+        why = f"timed out (no result after {result.seconds:.0f} s; the wall-clock limit)"
+    elif result.returncode in (-9, -24, 137):
+        why = "killed by a resource limit (CPU time or processes)"
+    elif result.returncode < 0:
+        why = f"crashed (signal {-result.returncode})"
+    else:
+        why = f"the process exited (code {result.returncode}) before reporting"
+    tail = [line for line in result.output.strip().splitlines() if line.strip()][-3:]
+    return why + (": " + " | ".join(line.strip()[:200] for line in tail) if tail else "")
+
+
+def read_outcomes(job_dir, count, result):
+    """The Outcome of each job, read as plain data (JSON, npz without pickles) with size limits."""
+    outcomes = []
+    for index in range(count):
+        status_path, out_path = job_dir / f"status_{index}.json", job_dir / f"out_{index}.npz"
+        try:
+            if not status_path.is_file() or status_path.is_symlink():
+                outcomes.append(Outcome(False, error=_run_failure(result)))
+                continue
+            if status_path.stat().st_size > 1 << 20:
+                raise ValueError("status file too large")
+            status = json.loads(status_path.read_text(encoding="utf-8", errors="replace"))
+            if not isinstance(status, dict) or status.get("ok") is not True:
+                error = status.get("error", "failed") if isinstance(status, dict) else "bad status"
+                outcomes.append(Outcome(False, error=str(error)[:1000]))
+                continue
+            arrays = {}
+            if out_path.is_file() and not out_path.is_symlink():
+                if out_path.stat().st_size > MAX_OUTPUT_BYTES:
+                    raise ValueError("output too large")
+                with np.load(out_path, allow_pickle=False) as data:
+                    arrays = {key: np.array(data[key]) for key in data.files}
+            for key, array in arrays.items():
+                if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+                    raise ValueError(f"output {key} has dtype {array.dtype}")
+            missing = [str(m) for m in status.get("missing", []) if isinstance(m, str)]
+            outcomes.append(Outcome(True, arrays=arrays, missing=missing))
+        except (OSError, ValueError, TypeError) as error:
+            outcomes.append(Outcome(False, error=f"unreadable output ({error})"))
+    return outcomes
+
+
+def run_trusted(jobs, job_dir, limits=REFERENCE_LIMITS):
+    """Run jobs with the master (reference) code in a separate process; a failure is the grader's bug."""
+    write_jobs(job_dir, jobs)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "MPLBACKEND": "Agg",
+        "OPENBLAS_NUM_THREADS": "1",
+        "OMP_NUM_THREADS": "1",
+        "HOME": str(job_dir),
+        "MPLCONFIGDIR": str(job_dir),
+    }
+    import subprocess
+
+    start = time.monotonic()
+    completed = subprocess.run(
+        [sys.executable, "-I", str(RUNNER), str(KIT_DIR), str(job_dir)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=limits.wall_seconds,
+    )
+    result = RunResult(
+        completed.returncode, False, time.monotonic() - start, completed.stdout + completed.stderr
+    )
+    outcomes = read_outcomes(job_dir, len(jobs), result)
+    broken = [f"job {i} ({jobs[i].task}): {o.error}" for i, o in enumerate(outcomes) if not o.ok]
+    if broken:
+        raise RuntimeError("the reference failed on the hidden checks (a grader bug):\n" + "\n".join(broken))
+    return outcomes
+
+
+# -- grading one submission ----------------------------------------------------------------------------
+
+
+class Grader:
+    """Grades one submission in its own private temporary folder (removed afterwards)."""
+
+    def __init__(self, zip_path, only=None, seed=None, workers=2, verbose=False):
+        self.zip_path = Path(zip_path)
+        self.only = only
+        self.seed = secrets.randbits(32) if seed is None else int(seed)
+        self.workers = workers
+        self.verbose = verbose
+        self._evaluations = 0
+
+    def grade(self):
+        """Run every check; returns the Gradescope-shaped result dict."""
+        start = time.monotonic()
+        with tempfile.TemporaryDirectory(prefix="asgn3-grade-") as private:
+            self.private = Path(private)
+            os.chmod(private, 0o700)
+            try:
+                tests, notes = self._grade_checks()
+            except SubmissionError as error:
+                tests, notes = self._refused(str(error)), [f"submission refused: {error}"]
+        score = round(sum(test["score"] for test in tests), 2)
+        notes.append(f"sandbox: {isolation()}; seed {self.seed}; graded in {time.monotonic() - start:.1f} s")
+        return {
+            "score": score,
+            "execution_time": round(time.monotonic() - start, 1),
+            "output": "\n".join(notes),
+            "tests": tests,
+        }
+
+    def _refused(self, reason):
+        """Every check scored zero with the same reason (the zip could not be graded)."""
+        checks = build_checks(np.random.default_rng(self.seed), self.only)
+        return [test_entry(check, 0.0, f"not run: {reason}") for check in checks]
+
+    def _grade_checks(self):
+        submission = self.private / "submission"
+        extract_zip(self.zip_path, submission)
+        package = find_package(submission)
+        notes = [notebook_note(submission)]
+        if package is None:
+            notes.append("no asgn3 folder in the zip: every student file is the stub")
+        box = self.private / "box"
+        provenance = build_sandbox_kit(package, box / "kit")
+        notes.append(
+            "student files: " + ", ".join(f"{name} {how}" for name, how in sorted(provenance.items()))
+        )
+        checks = build_checks(np.random.default_rng(self.seed), self.only)
+        reference_jobs = [job for check in checks for job in check.reference]
+        reference = run_trusted(reference_jobs, self.private / "reference") if reference_jobs else []
+        offsets, position = [], 0
+        for check in checks:
+            offsets.append(position)
+            position += len(check.reference)
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            student = list(pool.map(lambda ic: self._run_student(box, *ic), enumerate(checks)))
+        tests = []
+        for check, offset, outcomes in zip(checks, offsets, student, strict=True):
+            ctx = Context(outcomes, reference[offset : offset + len(check.reference)], self._evaluate)
+            try:
+                fraction, text = run_judge(check, ctx)
+            except (Failed, KeyError, ValueError, TypeError, IndexError) as error:
+                fraction, text = 0.0, f"could not judge the answer: {type(error).__name__}: {error}"
+            tests.append(test_entry(check, fraction, text))
+        return tests, notes
+
+    def _run_student(self, box, index, check):
+        job_dir = box / "jobs" / str(index)
+        write_jobs(job_dir, check.student)
+        result = run_untrusted(box / "kit", job_dir, "grade_runner.py", check.limits)
+        if self.verbose:
+            print(f"  {check.name}: {result.seconds:.1f} s", file=sys.stderr)
+        return read_outcomes(job_dir, len(check.student), result)
+
+    def _evaluate(self, jobs):
+        """Trusted evaluation of what a submission returned (e.g. its trained parameters)."""
+        self._evaluations += 1
+        return run_trusted(jobs, self.private / f"evaluate{self._evaluations}")
+
+
+def notebook_note(root):
+    """Which of the four notebooks the submission holds, and whether they were executed."""
+    parts = []
+    for name in NOTEBOOKS:
+        found = sorted(Path(root).rglob(name), key=lambda p: len(p.parts))
+        if not found:
+            parts.append(f"{name} missing")
+            continue
+        try:
+            cells = json.loads(found[0].read_text(encoding="utf-8")).get("cells", [])
+            executed = any(c.get("execution_count") for c in cells if isinstance(c, dict))
+        except (ValueError, OSError, AttributeError):
+            executed = False
+        parts.append(f"{name} {'executed' if executed else 'NOT executed'}")
+    return "notebooks: " + ", ".join(parts)
+
+
+def test_entry(check, fraction, text):
+    """One Gradescope test entry: name, score, max_score, output (and the question, for the gradebook)."""
+    fraction = min(max(float(fraction), 0.0), 1.0)
+    score = round(check.points * fraction, 2)
+    status = "passed" if fraction == 1.0 else "failed"
+    return {
+        "name": f"{check.question} {QUESTIONS[check.question][0]}: {check.name}",
+        "score": score,
+        "max_score": check.points,
+        "status": status,
+        "output": text,
+        "question": check.question,
+    }
+
+
+def question_scores(result):
+    """{question: [score, max_score]} from a result dict."""
+    totals = {q: [0.0, 0.0] for q in QUESTIONS}
+    for test in result["tests"]:
+        totals[test["question"]][0] += test["score"]
+        totals[test["question"]][1] += test["max_score"]
+    return totals
+
+
+def format_table(result, title=""):
+    """The result as a text table: one line per check, then the questions and the total."""
+    lines = [title] if title else []
+    width = max([len(t["name"]) for t in result["tests"]] + [20])
+    lines.append(f"{'check':<{width}}  {'points':>11}  result")
+    for test in result["tests"]:
+        first = test["output"].splitlines()[0] if test["output"] else ""
+        why = "" if test["status"] == "passed" else f"  {first[:100]}"
+        lines.append(
+            f"{test['name']:<{width}}  {test['score']:>5g} / {test['max_score']:<3g}  {test['status']}{why}"
+        )
+    for question, (score, maximum) in question_scores(result).items():
+        if maximum:
+            lines.append(f"{question} {QUESTIONS[question][0]}: {score:g} / {maximum:g}")
+    total = sum(t["max_score"] for t in result["tests"])
+    lines.append(f"TOTAL: {result['score']:g} / {total:g}")
+    lines.append(result["output"])
+    return "\n".join(lines)
+
+
+def grade_one(zip_path, json_path=None, only=None, seed=None, workers=2, verbose=False, quiet=False):
+    """Grade one zip, print the table (unless quiet), write the JSON if asked; returns the result."""
+    result = Grader(zip_path, only, seed, workers, verbose).grade()
+    if json_path:
+        Path(json_path).write_text(json.dumps(result, indent=2))
+    if not quiet:
+        print(format_table(result, f"== {Path(zip_path).name}"))
+    return result
+
+
+def grade_folder(folder, csv_path, json_dir=None, only=None, seed=None, jobs=2):
+    """Grade every *.zip of a folder, `jobs` at a time; write the CSV gradebook (and the JSON files)."""
+    zips = sorted(Path(folder).glob("*.zip"))
+    if json_dir:
+        Path(json_dir).mkdir(parents=True, exist_ok=True)
+
+    def one(zip_path):
+        try:
+            json_path = Path(json_dir) / f"{zip_path.stem}.json" if json_dir else None
+            return zip_path, grade_one(zip_path, json_path, only, seed, workers=1, quiet=True), ""
+        except Exception as error:  # noqa: BLE001 - one broken submission must not stop the batch
+            return zip_path, None, f"{type(error).__name__}: {error}"
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        rows = list(pool.map(one, zips))
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["submission", "score", "max_score", *QUESTIONS, "seconds", "notes"])
+        for zip_path, result, error in rows:
+            if result is None:
+                writer.writerow([zip_path.name, 0, 100, *[0] * len(QUESTIONS), "", error])
+                print(f"{zip_path.name}: grader error: {error}")
+                continue
+            per_question = question_scores(result)
+            maximum = sum(t["max_score"] for t in result["tests"])
+            refused = result["output"].splitlines()[0] if "refused" in result["output"] else ""
+            writer.writerow(
+                [
+                    zip_path.name,
+                    result["score"],
+                    maximum,
+                    *[round(per_question[q][0], 2) for q in QUESTIONS],
+                    result["execution_time"],
+                    refused,
+                ]
+            )
+            print(f"{zip_path.name}: {result['score']:g} / {maximum:g}")
+    return rows
+
+
+def main(argv=None):
+    """Command line (see the module docstring)."""
+    parser = argparse.ArgumentParser(description="Grade asgn3 submissions with hidden checks in a sandbox.")
+    parser.add_argument("submission", help="a submission zip, or a folder of them (batch mode)")
+    parser.add_argument("--json", help="one zip: write the Gradescope results.json here")
+    parser.add_argument("--csv", help="batch: the gradebook (default: gradebook.csv in the folder)")
+    parser.add_argument("--json-dir", help="batch: write one JSON per submission into this folder")
+    parser.add_argument("--only", help="comma-separated questions (Q1..Q4) or parts of check names")
+    parser.add_argument("--seed", type=int, help="seed of the hidden inputs (default: fresh random)")
+    parser.add_argument("--jobs", type=int, default=2, help="parallel processes (default 2)")
+    parser.add_argument("--verbose", action="store_true", help="print the time of every check")
+    args = parser.parse_args(argv)
+    only = [part.strip() for part in args.only.split(",")] if args.only else None
+    target = Path(args.submission)
+    if target.is_dir():
+        grade_folder(target, args.csv or target / "gradebook.csv", args.json_dir, only, args.seed, args.jobs)
+        return 0
+    if not target.is_file():
+        print(f"grade: {target} not found: give a submission zip or a folder of them", file=sys.stderr)
+        return 2
+    grade_one(target, args.json, only, args.seed, args.jobs, args.verbose)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,241 @@
+"""The grader's worker: runs jobs on a kit (the reference, or a submission inside the sandbox).
+
+Usage: python -I runner.py KIT_DIR JOB_DIR. JOB_DIR holds `jobs.json` (a list of {id, task, options})
+and `in_<id>.npz` (the input arrays); for each job the runner writes `out_<id>.npz` (plain numeric arrays)
+and `status_<id>.json` ({"ok": true} or {"ok": false, "error": "..."}), in order, so that a job that
+crashes the process still leaves the results of the jobs before it.
+
+The grader never trusts what this process returns beyond plain arrays: it loads them with
+allow_pickle=False and does every comparison itself. In the sandbox this file is a copy; a submission
+may change anything in this process, and gains nothing by it.
+"""
+import json
+import os
+import sys
+import traceback
+
+
+def _block_network():
+    """Refuse socket creation (the weak isolation level; the sandbox's network namespace is the real one)."""
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise PermissionError("network access is disabled while grading")
+
+    socket.socket = refuse
+    socket.create_connection = refuse
+
+
+def _prepare_imports(kit_dir):
+    """Import asgn3 from kit_dir only: first on the path, and no editable-install finder in front of it."""
+    sys.path.insert(0, kit_dir)
+    sys.meta_path[:] = [finder for finder in sys.meta_path
+                        if "editable" not in getattr(finder, "__module__", "")
+                        and "editable" not in getattr(finder, "__name__", "")]
+
+
+def _function(module, name):
+    """module.name, imported from the kit."""
+    import importlib
+    return getattr(importlib.import_module(module), name)
+
+
+def _as_tuple(result):
+    return result if isinstance(result, tuple) else (result,)
+
+
+def _named(names, values):
+    """{name: value} for the names that are not None (a None name drops a cache or unused output)."""
+    if len(values) < len(names):
+        raise ValueError(f"expected {len(names)} return values, got {len(values)}")
+    return {name: value for name, value in zip(names, values, strict=False) if name is not None}
+
+
+def task_call(arrays, options):
+    """Call options['forward'] on the named inputs, then options['backward'] (if any) on douts + cache.
+
+    options: module, forward, inputs (array names), kwargs, fwd_outputs (names for the returned values,
+    None to skip one; with a backward, the last returned value is the cache), backward, douts, bwd_outputs.
+    """
+    import numpy as np
+
+    forward = _function(options["module"], options["forward"])
+    inputs = [arrays[name] for name in options["inputs"]]
+    with np.errstate(**options.get("errstate", {})):
+        result = _as_tuple(forward(*inputs, **options.get("kwargs", {})))
+    out = _named(options["fwd_outputs"], result)
+    if options.get("backward"):
+        backward = _function(options["module"], options["backward"])
+        grads = _as_tuple(backward(*[arrays[name] for name in options["douts"]], result[-1]))
+        out.update(_named(options["bwd_outputs"], grads))
+    return out
+
+
+def task_numgrad(arrays, options):
+    """Numeric gradients (centered differences, the kit's gradient_check) of sum_k <out_k, dout_k>.
+
+    options as task_call's forward part, plus douts ({output name: upstream array name}) and wrt (the
+    float inputs to differentiate). Trusted runs only: the reference forward defines the truth.
+    """
+    import numpy as np
+
+    from asgn3.gradient_check import eval_numerical_gradient
+
+    forward = _function(options["module"], options["forward"])
+    names = options["fwd_outputs"]
+
+    def objective(_):
+        inputs = [arrays[name] for name in options["inputs"]]
+        outputs = _named(names, _as_tuple(forward(*inputs, **options.get("kwargs", {}))))
+        return sum(float(np.sum(outputs[name] * arrays[dout])) for name, dout in options["douts"].items())
+
+    return {f"num_{name}": eval_numerical_gradient(objective, arrays[name], verbose=False)
+            for name in options["wrt"]}
+
+
+def _captioning_model(arrays, options):
+    """A CaptioningRNN of the options' sizes, with the parameters given as arrays param_<name>."""
+    import numpy as np
+
+    model_class = _function("asgn3.classifiers.rnn", "CaptioningRNN")
+    model = model_class(options["word_to_idx"], input_dim=options["input_dim"],
+                        wordvec_dim=options["wordvec_dim"], hidden_dim=options["hidden_dim"],
+                        cell_type=options["cell_type"], dtype=np.dtype(options.get("dtype", "float64")).type)
+    for key in list(model.params):
+        if f"param_{key}" in arrays:
+            model.params[key] = arrays[f"param_{key}"].copy()
+    return model
+
+
+def task_captioning_loss(arrays, options):
+    """CaptioningRNN.loss on features and captions: the loss and every gradient (grad_<param>)."""
+    model = _captioning_model(arrays, options)
+    loss, grads = model.loss(arrays["features"], arrays["captions"])
+    return {"loss": loss, **{f"grad_{key}": value for key, value in grads.items()}}
+
+
+def task_captioning_numgrad(arrays, options):
+    """Numeric gradients of CaptioningRNN.loss for the parameters in options['wrt'] (trusted runs only)."""
+    from asgn3.gradient_check import eval_numerical_gradient
+
+    model = _captioning_model(arrays, options)
+    out = {}
+    for key in options["wrt"]:
+        out[f"num_{key}"] = eval_numerical_gradient(
+            lambda _: model.loss(arrays["features"], arrays["captions"])[0], model.params[key], verbose=False)
+    return out
+
+
+def task_captioning_sample(arrays, options):
+    """CaptioningRNN.sample(features, max_length): the greedy captions."""
+    model = _captioning_model(arrays, options)
+    return {"captions": model.sample(arrays["features"], max_length=options["max_length"])}
+
+
+def task_captioning_overfit(arrays, options):
+    """Train a fresh CaptioningRNN (seeded init) on a small set with Adam; return the trained params.
+
+    options: the model's, plus seed, iterations and learning_rate. Returns param_<name> for every
+    parameter, and the loss before and after training (used only from the trusted reference run).
+    """
+    import numpy as np
+
+    adam = _function("asgn3.optim", "adam")
+    np.random.seed(options["seed"])
+    model = _captioning_model({}, options)
+    features, captions = arrays["features"], arrays["captions"]
+    initial_loss = model.loss(features, captions)[0]
+    configs = {key: {"learning_rate": options["learning_rate"]} for key in model.params}
+    for _ in range(options["iterations"]):
+        _, grads = model.loss(features, captions)
+        for key in model.params:
+            model.params[key], configs[key] = adam(model.params[key], grads[key], configs[key])
+    final_loss = model.loss(features, captions)[0]
+    return {"initial_loss": initial_loss, "final_loss": final_loss,
+            **{f"param_{key}": value for key, value in model.params.items()}}
+
+
+def _cnn(arrays, options):
+    """A PretrainedCNN of the options' architecture with the parameters given as arrays param_<name>."""
+    import numpy as np
+
+    model_class = _function("asgn3.classifiers.pretrained_cnn", "PretrainedCNN")
+    model = model_class(dtype=np.float64, **options["arch"])
+    for key in list(model.params):
+        model.params[key] = arrays[f"param_{key}"].copy()
+    return model
+
+
+def task_cnn(arrays, options):
+    """Call an image-gradients function on the small CNN, or (trusted) evaluate images on it.
+
+    options: arch (PretrainedCNN keywords), action, kwargs. Actions: 'call' runs
+    asgn3.image_gradients.<function>(*inputs, model, **kwargs) and returns 'out'; 'scores' returns the
+    class scores of X; 'features' returns the activations of X at options['layer'].
+    """
+    import numpy as np
+
+    model = _cnn(arrays, options)
+    action = options["action"]
+    if action == "scores":
+        return {"scores": model.loss(arrays["X"])}
+    if action == "features":
+        return {"features": model.forward(arrays["X"], end=options["layer"])[0]}
+    np.random.seed(options.get("seed", 0))
+    function = _function("asgn3.image_gradients", options["function"])
+    args = [arrays[name] if isinstance(name, str) else name for name in options["inputs"]]
+    return {"out": function(*args, model, **options.get("kwargs", {}))}
+
+
+TASKS = {"call": task_call, "numgrad": task_numgrad, "captioning_loss": task_captioning_loss,
+         "captioning_numgrad": task_captioning_numgrad, "captioning_sample": task_captioning_sample,
+         "captioning_overfit": task_captioning_overfit, "cnn": task_cnn}
+
+
+def _error_text(error):
+    """A short account of an exception: its type and message, and the last frames in the kit's code."""
+    frames = [frame for frame in traceback.extract_tb(error.__traceback__) if "asgn3" in frame.filename]
+    where = "; ".join(f"{frame.filename.split('asgn3', 1)[-1].lstrip('/')}:{frame.lineno} in {frame.name}"
+                      for frame in frames[-3:])
+    text = f"{type(error).__name__}: {error}"[:600]
+    return f"{text} (at {where})" if where else text
+
+
+def _plain(value):
+    """A returned value as a plain numeric ndarray (None stays None; objects are refused)."""
+    import numpy as np
+    if value is None:
+        return None
+    array = np.asarray(value)
+    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise TypeError(f"expected numbers, got {type(value).__name__} of dtype {array.dtype}")
+    return array
+
+
+def main(kit_dir, job_dir):
+    """Run every job of job_dir in order, writing its outputs and status as soon as it finishes."""
+    _prepare_imports(kit_dir)
+    if os.environ.get("ASGN3_SANDBOX_NO_NETWORK"):
+        _block_network()
+    import numpy as np
+
+    with open(os.path.join(job_dir, "jobs.json")) as f:
+        jobs = json.load(f)
+    for job in jobs:
+        status = {"ok": True, "missing": []}
+        try:
+            with np.load(os.path.join(job_dir, f"in_{job['id']}.npz"), allow_pickle=False) as data:
+                arrays = {key: data[key] for key in data.files}
+            out = TASKS[job["task"]](arrays, job.get("options", {}))
+            plain = {key: _plain(value) for key, value in out.items()}
+            status["missing"] = sorted(key for key, value in plain.items() if value is None)
+            np.savez(os.path.join(job_dir, f"out_{job['id']}.npz"),
+                     **{key: value for key, value in plain.items() if value is not None})
+        except BaseException as error:  # noqa: BLE001 - anything the submission raises is its failure
+            status = {"ok": False, "error": _error_text(error)}
+        with open(os.path.join(job_dir, f"status_{job['id']}.json"), "w") as f:
+            json.dump(status, f)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
