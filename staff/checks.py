@@ -602,15 +602,9 @@ def image_shape_ok(name, image, shape):
     return image.astype(np.float64)
 
 
-def cnn_job(arrays, function, inputs, seed=0, **kwargs):
-    options = {
-        "arch": CNN_ARCH,
-        "action": "call",
-        "function": function,
-        "inputs": inputs,
-        "seed": seed,
-        "kwargs": kwargs,
-    }
+def cnn_job(arrays, function, inputs, **kwargs):
+    """A runner 'cnn' job calling asgn3.image_gradients.<function>(*inputs, model, **kwargs)."""
+    options = {"arch": CNN_ARCH, "action": "call", "function": function, "inputs": inputs, "kwargs": kwargs}
     return Job("cnn", options, arrays)
 
 
@@ -687,5 +681,51 @@ def build_checks(rng, only=None):
 
 
 def image_generation_checks(rng):
-    """Q4: class visualization, feature inversion, DeepDream (5 points each)."""
-    return []
+    """Q4: class visualization, feature inversion, DeepDream (5 points each).
+
+    The three share their random draws (initial noise, jitter) through a seed, and the plumbing around
+    the student's step is the master's: with the same seed, a correct step gives the reference's image.
+    A few steps on the small CNN, with clipping to the pixel range of a flat mean image.
+    """
+    params = cnn_params(rng)
+    mean = np.full((3, 64, 64), float(rng.uniform(100, 140)))
+    X = _normal(rng, 1, 3, 64, 64, scale=50.0)
+    layer = int(rng.integers(1, 3))
+    features, _ = trusted_cnn(params).forward(X, end=layer)
+    common = {"show_every": 0, "verbose": False, "seed": int(rng.integers(1 << 30))}
+    jobs = {
+        "create_class_visualization": cnn_job(
+            {**params, "mean_image": mean},
+            "create_class_visualization",
+            [int(rng.integers(10))],
+            learning_rate=100.0,
+            num_iterations=8,
+            **common,
+        ),
+        "invert_features": cnn_job(
+            {**params, "mean_image": mean, "target_feats": features},
+            "invert_features",
+            ["target_feats", layer],
+            learning_rate=1e-2,
+            num_iterations=8,
+            **common,
+        ),
+        "deepdream": cnn_job(
+            {**params, "mean_image": mean, "X": X},
+            "deepdream",
+            ["X", layer],
+            learning_rate=5.0,
+            num_iterations=6,
+            **common,
+        ),
+    }
+    checks = []
+    for name, job in jobs.items():
+        job.options["array_kwargs"] = {"mean_image": "mean_image"}
+
+        def judge(ctx, name=name):
+            got = image_shape_ok(name, value(ctx.student[0], "out", name), (1, 3, 64, 64))
+            return 1.0, compare(f"{name} image", got, ctx.reference[0].arrays["out"], GRAD_TOL)
+
+        checks.append(Check("Q4", f"{name} (same seed as the reference)", 5, [job], [job], judge))
+    return checks

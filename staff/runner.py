@@ -9,6 +9,7 @@ The grader never trusts what this process returns beyond plain arrays: it loads 
 allow_pickle=False and does every comparison itself. In the sandbox this file is a copy; a submission
 may change anything in this process, and gains nothing by it.
 """
+
 import json
 import os
 import sys
@@ -29,14 +30,18 @@ def _block_network():
 def _prepare_imports(kit_dir):
     """Import asgn3 from kit_dir only: first on the path, and no editable-install finder in front of it."""
     sys.path.insert(0, kit_dir)
-    sys.meta_path[:] = [finder for finder in sys.meta_path
-                        if "editable" not in getattr(finder, "__module__", "")
-                        and "editable" not in getattr(finder, "__name__", "")]
+    sys.meta_path[:] = [
+        finder
+        for finder in sys.meta_path
+        if "editable" not in getattr(finder, "__module__", "")
+        and "editable" not in getattr(finder, "__name__", "")
+    ]
 
 
 def _function(module, name):
     """module.name, imported from the kit."""
     import importlib
+
     return getattr(importlib.import_module(module), name)
 
 
@@ -89,8 +94,10 @@ def task_numgrad(arrays, options):
         outputs = _named(names, _as_tuple(forward(*inputs, **options.get("kwargs", {}))))
         return sum(float(np.sum(outputs[name] * arrays[dout])) for name, dout in options["douts"].items())
 
-    return {f"num_{name}": eval_numerical_gradient(objective, arrays[name], verbose=False)
-            for name in options["wrt"]}
+    return {
+        f"num_{name}": eval_numerical_gradient(objective, arrays[name], verbose=False)
+        for name in options["wrt"]
+    }
 
 
 def _captioning_model(arrays, options):
@@ -98,9 +105,14 @@ def _captioning_model(arrays, options):
     import numpy as np
 
     model_class = _function("asgn3.classifiers.rnn", "CaptioningRNN")
-    model = model_class(options["word_to_idx"], input_dim=options["input_dim"],
-                        wordvec_dim=options["wordvec_dim"], hidden_dim=options["hidden_dim"],
-                        cell_type=options["cell_type"], dtype=np.dtype(options.get("dtype", "float64")).type)
+    model = model_class(
+        options["word_to_idx"],
+        input_dim=options["input_dim"],
+        wordvec_dim=options["wordvec_dim"],
+        hidden_dim=options["hidden_dim"],
+        cell_type=options["cell_type"],
+        dtype=np.dtype(options.get("dtype", "float64")).type,
+    )
     for key in list(model.params):
         if f"param_{key}" in arrays:
             model.params[key] = arrays[f"param_{key}"].copy()
@@ -122,7 +134,8 @@ def task_captioning_numgrad(arrays, options):
     out = {}
     for key in options["wrt"]:
         out[f"num_{key}"] = eval_numerical_gradient(
-            lambda _: model.loss(arrays["features"], arrays["captions"])[0], model.params[key], verbose=False)
+            lambda _: model.loss(arrays["features"], arrays["captions"])[0], model.params[key], verbose=False
+        )
     return out
 
 
@@ -151,8 +164,11 @@ def task_captioning_overfit(arrays, options):
         for key in model.params:
             model.params[key], configs[key] = adam(model.params[key], grads[key], configs[key])
     final_loss = model.loss(features, captions)[0]
-    return {"initial_loss": initial_loss, "final_loss": final_loss,
-            **{f"param_{key}": value for key, value in model.params.items()}}
+    return {
+        "initial_loss": initial_loss,
+        "final_loss": final_loss,
+        **{f"param_{key}": value for key, value in model.params.items()},
+    }
 
 
 def _cnn(arrays, options):
@@ -169,8 +185,9 @@ def _cnn(arrays, options):
 def task_cnn(arrays, options):
     """Call an image-gradients function on the small CNN, or (trusted) evaluate images on it.
 
-    options: arch (PretrainedCNN keywords), action, kwargs. Actions: 'call' runs
-    asgn3.image_gradients.<function>(*inputs, model, **kwargs) and returns 'out'; 'scores' returns the
+    options: arch (PretrainedCNN keywords), action, kwargs, array_kwargs ({keyword: array name}).
+    'call' runs asgn3.image_gradients.<function>(*inputs, model, **kwargs) (inputs: array names or
+    plain values) and returns 'out'; 'scores' returns the
     class scores of X; 'features' returns the activations of X at options['layer'].
     """
     import numpy as np
@@ -181,22 +198,34 @@ def task_cnn(arrays, options):
         return {"scores": model.loss(arrays["X"])}
     if action == "features":
         return {"features": model.forward(arrays["X"], end=options["layer"])[0]}
-    np.random.seed(options.get("seed", 0))
+    np.random.seed(0)  # for code that draws from the global generator
     function = _function("asgn3.image_gradients", options["function"])
     args = [arrays[name] if isinstance(name, str) else name for name in options["inputs"]]
-    return {"out": function(*args, model, **options.get("kwargs", {}))}
+    kwargs = {
+        **options.get("kwargs", {}),
+        **{key: arrays[name] for key, name in options.get("array_kwargs", {}).items()},
+    }
+    return {"out": function(*args, model, **kwargs)}
 
 
-TASKS = {"call": task_call, "numgrad": task_numgrad, "captioning_loss": task_captioning_loss,
-         "captioning_numgrad": task_captioning_numgrad, "captioning_sample": task_captioning_sample,
-         "captioning_overfit": task_captioning_overfit, "cnn": task_cnn}
+TASKS = {
+    "call": task_call,
+    "numgrad": task_numgrad,
+    "captioning_loss": task_captioning_loss,
+    "captioning_numgrad": task_captioning_numgrad,
+    "captioning_sample": task_captioning_sample,
+    "captioning_overfit": task_captioning_overfit,
+    "cnn": task_cnn,
+}
 
 
 def _error_text(error):
     """A short account of an exception: its type and message, and the last frames in the kit's code."""
     frames = [frame for frame in traceback.extract_tb(error.__traceback__) if "asgn3" in frame.filename]
-    where = "; ".join(f"{frame.filename.split('asgn3', 1)[-1].lstrip('/')}:{frame.lineno} in {frame.name}"
-                      for frame in frames[-3:])
+    where = "; ".join(
+        f"{frame.filename.split('asgn3', 1)[-1].lstrip('/')}:{frame.lineno} in {frame.name}"
+        for frame in frames[-3:]
+    )
     text = f"{type(error).__name__}: {error}"[:600]
     return f"{text} (at {where})" if where else text
 
@@ -204,6 +233,7 @@ def _error_text(error):
 def _plain(value):
     """A returned value as a plain numeric ndarray (None stays None; objects are refused)."""
     import numpy as np
+
     if value is None:
         return None
     array = np.asarray(value)
@@ -229,8 +259,10 @@ def main(kit_dir, job_dir):
             out = TASKS[job["task"]](arrays, job.get("options", {}))
             plain = {key: _plain(value) for key, value in out.items()}
             status["missing"] = sorted(key for key, value in plain.items() if value is None)
-            np.savez(os.path.join(job_dir, f"out_{job['id']}.npz"),
-                     **{key: value for key, value in plain.items() if value is not None})
+            np.savez(
+                os.path.join(job_dir, f"out_{job['id']}.npz"),
+                **{key: value for key, value in plain.items() if value is not None},
+            )
         except BaseException as error:  # noqa: BLE001 - anything the submission raises is its failure
             status = {"ok": False, "error": _error_text(error)}
         with open(os.path.join(job_dir, f"status_{job['id']}.json"), "w") as f:
