@@ -9,6 +9,7 @@ Zero padding is handled inside the loops, without building a padded copy of the 
 import numpy as np
 
 from cython cimport floating
+from libc.string cimport memcpy, memset
 
 
 cdef inline Py_ssize_t _first_valid(Py_ssize_t offset, Py_ssize_t stride) noexcept nogil:
@@ -27,34 +28,56 @@ cdef inline Py_ssize_t _end_valid(Py_ssize_t offset, Py_ssize_t stride, Py_ssize
     return min(last // stride + 1, n_out)
 
 
+cdef inline void _gather(floating* dst, const floating* src, Py_ssize_t count,
+                         Py_ssize_t stride) noexcept nogil:
+    """dst[o] = src[o * stride] for o < count; a plain copy (that the compiler vectorizes) for stride 1."""
+    cdef Py_ssize_t o
+    if stride == 1:
+        memcpy(dst, src, count * sizeof(floating))
+    else:
+        for o in range(count):
+            dst[o] = src[o * stride]
+
+
+cdef inline void _scatter_add(floating* dst, const floating* src, Py_ssize_t count,
+                              Py_ssize_t stride) noexcept nogil:
+    """dst[o * stride] += src[o] for o < count."""
+    cdef Py_ssize_t o
+    if stride == 1:
+        for o in range(count):
+            dst[o] += src[o]
+    else:
+        for o in range(count):
+            dst[o * stride] += src[o]
+
+
 def _im2col_fill(const floating[:, :, :, ::1] x, floating[:, ::1] cols, Py_ssize_t field_height,
                  Py_ssize_t field_width, Py_ssize_t pad, Py_ssize_t stride, Py_ssize_t H_out,
                  Py_ssize_t W_out):
     """Fill cols (C*HH*WW, N*H'*W') with the receptive fields of x (N, C, H, W)."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
-    cdef Py_ssize_t c, i, j, n, y, o, h, row, col0, o_lo, o_hi, w_off
+    cdef Py_ssize_t c, i, j, n, y, h, row, o_lo, o_hi, w_off
+    cdef floating* dst
     with nogil:
         for c in range(C):
             for i in range(field_height):
                 for j in range(field_width):
                     row = (c * field_height + i) * field_width + j
+                    # Output columns o in [o_lo, o_hi) read inside the input; the others read the padding.
                     w_off = j - pad
-                    o_lo = _first_valid(w_off, stride)
+                    o_lo = min(_first_valid(w_off, stride), W_out)
                     o_hi = max(_end_valid(w_off, stride, W, W_out), o_lo)
                     for n in range(N):
                         for y in range(H_out):
-                            col0 = (n * H_out + y) * W_out
+                            dst = &cols[row, (n * H_out + y) * W_out]
                             h = y * stride + i - pad
                             if h < 0 or h >= H:
-                                for o in range(W_out):
-                                    cols[row, col0 + o] = 0
+                                memset(dst, 0, W_out * sizeof(floating))
                                 continue
-                            for o in range(o_lo):
-                                cols[row, col0 + o] = 0
-                            for o in range(o_lo, o_hi):
-                                cols[row, col0 + o] = x[n, c, h, o * stride + w_off]
-                            for o in range(o_hi, W_out):
-                                cols[row, col0 + o] = 0
+                            memset(dst, 0, o_lo * sizeof(floating))
+                            if o_hi > o_lo:
+                                _gather(dst + o_lo, &x[n, c, h, o_lo * stride + w_off], o_hi - o_lo, stride)
+                            memset(dst + o_hi, 0, (W_out - o_hi) * sizeof(floating))
 
 
 def _col2im_add(const floating[:, ::1] cols, floating[:, :, :, ::1] x, Py_ssize_t field_height,
@@ -62,7 +85,7 @@ def _col2im_add(const floating[:, ::1] cols, floating[:, :, :, ::1] x, Py_ssize_
                 Py_ssize_t W_out):
     """Add every entry of cols (C*HH*WW, N*H'*W') to the position of x (N, C, H, W) it was taken from."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
-    cdef Py_ssize_t c, i, j, n, y, o, h, row, col0, o_lo, o_hi, w_off
+    cdef Py_ssize_t c, i, j, n, y, h, row, o_lo, o_hi, w_off
     with nogil:
         for c in range(C):
             for i in range(field_height):
@@ -71,14 +94,15 @@ def _col2im_add(const floating[:, ::1] cols, floating[:, :, :, ::1] x, Py_ssize_
                     w_off = j - pad
                     o_lo = _first_valid(w_off, stride)
                     o_hi = _end_valid(w_off, stride, W, W_out)
+                    if o_hi <= o_lo:
+                        continue
                     for n in range(N):
                         for y in range(H_out):
                             h = y * stride + i - pad
                             if h < 0 or h >= H:
                                 continue
-                            col0 = (n * H_out + y) * W_out
-                            for o in range(o_lo, o_hi):
-                                x[n, c, h, o * stride + w_off] += cols[row, col0 + o]
+                            _scatter_add(&x[n, c, h, o_lo * stride + w_off],
+                                         &cols[row, (n * H_out + y) * W_out + o_lo], o_hi - o_lo, stride)
 
 
 def _output_size(x_shape, field_height, field_width, pad, stride):
