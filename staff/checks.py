@@ -78,14 +78,29 @@ def value(outcome, key, what):
     return outcome.arrays[key]
 
 
-def compare(name, got, want, tol):
-    """One line comparing a submission's array with the expected one; Failed on a mismatch."""
+def gradient_error(got, want):
+    """Largest relative error of a gradient, each entry relative to max(|got| + |want|, 1e-4 * scale).
+
+    Plain elementwise relative error is noisy on entries that are almost zero (the centered difference
+    has an absolute error near 1e-10); measuring those against a small fraction of the gradient's scale
+    keeps the check strict on everything that matters.
+    """
+    got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
+    floor = max(1e-4 * float(np.max(np.abs(want), initial=0.0)), 1e-8)
+    return float(np.max(np.abs(got - want) / np.maximum(np.abs(got) + np.abs(want), floor), initial=0.0))
+
+
+def compare(name, got, want, tol, metric=None):
+    """One line comparing a submission's array with the expected one; Failed on a mismatch.
+
+    metric: the error function (default the notebooks' rel_error; gradient_error for gradients).
+    """
     got = np.asarray(got)
     if got.shape != np.shape(want):
         raise Failed(f"{name}: expected shape {np.shape(want)}, got {got.shape}")
     if not np.all(np.isfinite(got)):
         raise Failed(f"{name}: contains nan or inf")
-    error = rel_error(got.astype(np.float64), want)
+    error = (metric or rel_error)(got.astype(np.float64), want)
     if not error < tol:
         raise Failed(f"{name}: relative error {error:.2e} (needs < {tol:.0e})")
     return f"{name}: relative error {error:.2e} < {tol:.0e} OK"
@@ -97,12 +112,12 @@ def all_or_fraction(lines_and_failures, total):
     return passed / total, "\n".join(text for _, text in lines_and_failures)
 
 
-def compare_many(pairs, tol):
+def compare_many(pairs, tol, metric=None):
     """Compare (name, got_fn, want) triples, collecting every result; returns (fraction, text)."""
     results = []
     for name, got, want in pairs:
         try:
-            results.append((True, compare(name, got(), want, tol)))
+            results.append((True, compare(name, got(), want, tol, metric)))
         except Failed as failure:
             results.append((False, str(failure)))
     return all_or_fraction(results, len(pairs))
@@ -183,6 +198,7 @@ def gradients_check(question, points, module, forward, backward, arrays, inputs,
                 if g
             ],
             GRAD_TOL,
+            gradient_error,
         )
 
     return Check(question, f"{backward} gradients", points, [student], [reference], judge)
@@ -361,6 +377,7 @@ def softmax_loss_check(arrays):
                 ),
             ],
             GRAD_TOL,
+            gradient_error,
         )
 
     return Check("Q1", "temporal_softmax_loss loss and dx", 4, [student], reference, judge)
@@ -492,6 +509,7 @@ def captioning_checks(rng, question, cell_type, points):
                 for key in params
             ],
             GRAD_TOL,
+            gradient_error,
         )
 
     sample_arrays = {
