@@ -1,0 +1,274 @@
+"""Image gradients of a trained CNN: saliency maps, fooling images, class visualization, feature
+inversion and DeepDream (questions 3 and 4).
+
+All five need one thing from the model: the gradient of some function of its activations with respect
+to the input image. `model.forward(X, end=layer)` runs the network up to a layer and
+`model.backward(dout, cache)` returns dX, the gradient of sum(dout * activations) with respect to X.
+Images are (N, 3, H, W) arrays with the mean image subtracted (see image_utils.preprocess_image).
+
+The iterative methods share their plumbing, kept outside the student code: random jitter (the image is
+rolled by a few pixels before each step and rolled back after it), clipping to the valid pixel range,
+periodic blurring, a progress bar, and a display every `show_every` steps. A display goes to
+`callback(t, X)` when one is given, else to matplotlib when it runs interactively (a notebook); show_every=0
+turns displays off.
+"""
+import sys
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from asgn3.image_utils import blur_image, deprocess_image
+
+
+def compute_saliency_maps(X, y, model):
+    """
+    Saliency maps: how much each pixel changes the score of the correct class.
+
+    Inputs:
+    - X: images (N, 3, H, W).
+    - y: labels (N,), integers in [0, C).
+    - model: a PretrainedCNN.
+
+    Returns an array of shape (N, H, W): the absolute value of the gradient of the unnormalized score
+    of class y[i] with respect to image i (test mode), maximised over the three channels.
+    """
+    saliency = None
+    ###########################################################################
+    # TODO: Compute the saliency maps of X. Run the model forward in 'test'   #
+    # mode to the scores (N, C); the upstream gradient is 1 at the score of   #
+    # the correct class of each image and 0 elsewhere; backward gives dX      #
+    # (N, 3, H, W); the saliency is the max over channels of |dX|.            #
+    ###########################################################################
+    # *****START OF YOUR CODE*****
+    scores, cache = model.forward(X, mode="test")
+    dscores = np.zeros_like(scores)
+    dscores[np.arange(scores.shape[0]), y] = 1
+    dX, _ = model.backward(dscores, cache)
+    saliency = np.abs(dX).max(axis=1)
+    # *****END OF YOUR CODE*****
+    return saliency
+
+
+def make_fooling_image(X, target_y, model, learning_rate=10.0, max_iterations=100):
+    """
+    Change an image a little, until the model classifies it as target_y.
+
+    Inputs:
+    - X: one image (1, 3, H, W).
+    - target_y: the class the model should predict, an integer in [0, C).
+    - model: a PretrainedCNN.
+    - learning_rate: length (L2 norm over the whole image) of each step.
+    - max_iterations: give up after this many steps (usually fewer than 100 are needed).
+
+    Returns the fooling image (1, 3, H, W): the model predicts target_y for it unless max_iterations
+    steps were not enough.
+    """
+    X_fooling = None
+    ###########################################################################
+    # TODO: Starting from a copy of X, do gradient ascent on the unnormalized #
+    # score of target_y: at each step run forward (test mode), stop as soon   #
+    # as target_y has the highest score, else backward with an upstream       #
+    # gradient that is 1 at target_y, and step along the normalized gradient: #
+    #     X_fooling += learning_rate * dX / ||dX||                            #
+    # Normalizing makes the step length independent of the gradient's scale. #
+    ###########################################################################
+    # *****START OF YOUR CODE*****
+    X_fooling = np.array(X, dtype=model.dtype)
+    for _ in range(max_iterations):
+        scores, cache = model.forward(X_fooling, mode="test")
+        if scores[0].argmax() == target_y:
+            break
+        dscores = np.zeros_like(scores)
+        dscores[0, target_y] = 1
+        dX, _ = model.backward(dscores, cache)
+        X_fooling += learning_rate * dX / np.linalg.norm(dX)
+    # *****END OF YOUR CODE*****
+    return X_fooling
+
+
+def create_class_visualization(target_y, model, learning_rate=10000, blur_every=1, l2_reg=1e-6, max_jitter=4,
+                               num_iterations=100, show_every=25, mean_image=None, seed=None, callback=None,
+                               verbose=True):
+    """
+    Generate an image that the model scores highly as target_y, starting from random noise.
+
+    Gradient ascent on s_y(I) - l2_reg * ||I||^2, with jitter, clipping and blurring as regularizers.
+
+    Inputs:
+    - target_y: the class to visualize, an integer in [0, C).
+    - model: a PretrainedCNN; the image has its input size.
+    - learning_rate: step size of the (unnormalized) gradient ascent.
+    - blur_every: blur the image every blur_every steps (0: never).
+    - l2_reg: strength of the L2 penalty on the image.
+    - max_jitter: largest roll, in pixels, in each direction.
+    - num_iterations: number of steps.
+    - show_every: display every show_every steps (0: never).
+    - mean_image: the mean image (3, H, W) subtracted from the model's inputs: pixels are clipped to
+      [0, 255] once it is added back, and displays add it. None: no clipping.
+    - seed: seed of the initial noise and of the jitter.
+    - callback: optional f(t, X) that takes the displays instead of matplotlib.
+    - verbose: show a progress bar.
+
+    Returns the image (1, 3, H, W), mean subtracted.
+    """
+    rng = np.random.default_rng(seed)
+    size = model.input_size
+    X = rng.standard_normal((1, 3, size, size)).astype(model.dtype)
+    for t in tqdm(range(num_iterations), desc=f"class {target_y}", disable=not verbose, leave=False):
+        ox, oy = rng.integers(-max_jitter, max_jitter + 1, size=2)
+        X = jitter(X, ox, oy)
+        #######################################################################
+        # TODO: One step of gradient ascent on s_y(X) - l2_reg * ||X||^2:     #
+        # forward X (test mode) to the scores, backward an upstream gradient  #
+        # that is 1 at target_y, add the gradient of the L2 penalty           #
+        # (-2 * l2_reg * X) and update X in place with the learning rate.     #
+        #######################################################################
+        # *****START OF YOUR CODE*****
+        scores, cache = model.forward(X, mode="test")
+        dscores = np.zeros_like(scores)
+        dscores[0, target_y] = 1
+        dX, _ = model.backward(dscores, cache)
+        X += learning_rate * (dX - 2 * l2_reg * X)
+        # *****END OF YOUR CODE*****
+        X = jitter(X, -ox, -oy)
+        if blur_every > 0 and t % blur_every == 0:
+            X = blur_image(X)
+        X = clip_to_pixel_range(X, mean_image)
+        show(t, X, num_iterations, show_every, callback, mean_image, f"class {target_y}")
+    return X
+
+
+def invert_features(target_feats, layer, model, learning_rate=10000, num_iterations=500, l2_reg=1e-7,
+                    blur_every=1, show_every=50, mean_image=None, image_size=None, seed=None, callback=None,
+                    verbose=True):
+    """
+    Find an image whose features at `layer` match target_feats, starting from random noise.
+
+    Gradient descent on ||phi(I) - target_feats||^2 + l2_reg * ||I||^2, with clipping and blurring.
+
+    Inputs:
+    - target_feats: features of one image at `layer`, e.g. (1, F, H', W').
+    - layer: index of the model layer the features come from.
+    - model: a PretrainedCNN.
+    - learning_rate: step size of the (unnormalized) gradient descent.
+    - num_iterations: number of steps.
+    - l2_reg: strength of the L2 penalty on the image.
+    - blur_every: blur the image every blur_every steps (0: never).
+    - show_every: display every show_every steps (0: never).
+    - mean_image, seed, callback, verbose: as in create_class_visualization.
+    - image_size: side of the image to reconstruct (default the model's input size).
+
+    Returns the image (1, 3, H, W), mean subtracted.
+    """
+    rng = np.random.default_rng(seed)
+    size = model.input_size if image_size is None else image_size
+    X = rng.standard_normal((1, 3, size, size)).astype(model.dtype)
+    for t in tqdm(range(num_iterations), desc=f"invert layer {layer}", disable=not verbose, leave=False):
+        #######################################################################
+        # TODO: One step of gradient descent on the loss                      #
+        #     ||phi(X) - target_feats||^2 + l2_reg * ||X||^2                  #
+        # where phi(X) = model.forward(X, end=layer) in test mode: the        #
+        # upstream gradient of the first term is 2 (phi(X) - target_feats).   #
+        # Update X in place with the learning rate.                           #
+        #######################################################################
+        # *****START OF YOUR CODE*****
+        feats, cache = model.forward(X, end=layer, mode="test")
+        dX, _ = model.backward(2 * (feats - target_feats), cache)
+        X -= learning_rate * (dX + 2 * l2_reg * X)
+        # *****END OF YOUR CODE*****
+        if blur_every > 0 and t % blur_every == 0:
+            X = blur_image(X)
+        X = clip_to_pixel_range(X, mean_image)
+        show(t, X, num_iterations, show_every, callback, mean_image, f"layer {layer}")
+    return X
+
+
+def deepdream(X, layer, model, learning_rate=5.0, max_jitter=16, num_iterations=100, show_every=25,
+              mean_image=None, seed=None, callback=None, verbose=True):
+    """
+    DeepDream: amplify whatever the model sees at `layer` in an image.
+
+    Gradient ascent on 1/2 ||phi(X)||^2, the energy of the activations at `layer`, with jitter and
+    clipping. The image may be larger than the model's input size when `layer` is a conv block.
+
+    Inputs:
+    - X: the starting image (1, 3, H, W), mean subtracted; not modified.
+    - layer: index of the model layer whose activations are amplified.
+    - model: a PretrainedCNN.
+    - learning_rate: step size, relative to the mean absolute gradient.
+    - max_jitter: largest roll, in pixels, in each direction.
+    - num_iterations: number of steps.
+    - show_every: display every show_every steps (0: never).
+    - mean_image, seed, callback, verbose: as in create_class_visualization (for an image of another
+      size than the mean image, its per-channel mean is used).
+
+    Returns the dreamed image (1, 3, H, W), mean subtracted.
+    """
+    rng = np.random.default_rng(seed)
+    X = np.array(X, dtype=model.dtype)
+    for t in tqdm(range(num_iterations), desc=f"dream layer {layer}", disable=not verbose, leave=False):
+        ox, oy = rng.integers(-max_jitter, max_jitter + 1, size=2)
+        X = jitter(X, ox, oy)
+        #######################################################################
+        # TODO: One step of DeepDream: forward X (test mode) to `layer`, then #
+        # backward with the activations themselves as the upstream gradient   #
+        # (the gradient of 1/2 ||phi(X)||^2). Update X in place with the      #
+        # gradient normalized by its mean absolute value:                     #
+        #     X += learning_rate * dX / mean(|dX|)                            #
+        #######################################################################
+        # *****START OF YOUR CODE*****
+        activations, cache = model.forward(X, end=layer, mode="test")
+        dX, _ = model.backward(activations, cache)
+        X += learning_rate * dX / max(np.abs(dX).mean(), 1e-12)
+        # *****END OF YOUR CODE*****
+        X = jitter(X, -ox, -oy)
+        X = clip_to_pixel_range(X, mean_image)
+        show(t, X, num_iterations, show_every, callback, mean_image, f"dream layer {layer}")
+    return X
+
+
+def jitter(X, ox, oy):
+    """Roll images (N, C, H, W) by ox pixels to the right and oy pixels down (wrapping around)."""
+    return np.roll(X, (int(oy), int(ox)), axis=(2, 3))
+
+
+def mean_for(X, mean_image):
+    """The mean image for X (1, 3, H, W): mean_image itself at its own size, else its per-channel mean."""
+    mean_image = np.asarray(mean_image, dtype=X.dtype)
+    if mean_image.shape[1:] == X.shape[2:]:
+        return mean_image
+    return mean_image.mean(axis=(1, 2), keepdims=True)
+
+
+def clip_to_pixel_range(X, mean_image):
+    """Clip mean-subtracted images so that the pixels lie in [0, 255] once the mean is added back."""
+    if mean_image is None:
+        return X
+    mean = mean_for(X, mean_image)
+    return np.clip(X, -mean, 255.0 - mean)
+
+
+def show(t, X, num_iterations, show_every, callback=None, mean_image=None, title=""):
+    """
+    Display the image of step t every show_every steps and at the last step.
+
+    The display goes to callback(t, X) when there is one, else to matplotlib when pyplot is in use
+    interactively (a notebook, or plt.ion()); show_every=0 turns displays off.
+    """
+    if show_every <= 0 or (t % show_every != 0 and t != num_iterations - 1):
+        return
+    if callback is not None:
+        callback(t, X.copy())
+        return
+    plt = sys.modules.get("matplotlib.pyplot")
+    if plt is None or not (plt.isinteractive() or "inline" in plt.get_backend()):
+        return
+    if mean_image is None:
+        img = deprocess_image(X, None, mean="none", renorm=True)
+    else:
+        img = deprocess_image(X + mean_for(X, mean_image), None, mean="none")
+    plt.imshow(img)
+    plt.title(f"{title}, step {t + 1}/{num_iterations}")
+    plt.axis("off")
+    plt.gcf().set_size_inches(3, 3)
+    plt.show()

@@ -1,0 +1,160 @@
+"""Tests of the image-gradient techniques on a small CNN with fixed random weights.
+
+The model's batchnorm statistics are calibrated on smooth random images, and its batchnorm shifts are
+positive so that most ReLUs are active: a random network whose units are half dead has flat directions
+that no gradient method can climb, which says nothing about the code under test.
+"""
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from asgn3.classifiers.pretrained_cnn import PretrainedCNN
+from asgn3.gradient_check import eval_numerical_gradient
+from asgn3.image_gradients import (
+    clip_to_pixel_range,
+    compute_saliency_maps,
+    create_class_visualization,
+    deepdream,
+    invert_features,
+    jitter,
+    make_fooling_image,
+)
+
+SIZE = 32
+ARCH = dict(num_classes=5, input_size=SIZE, num_filters=(8, 16, 32), filter_sizes=(5, 3, 3),
+            strides=(2, 2, 2), pads=(2, 1, 1), hidden_dim=32)
+MEAN_IMAGE = np.random.default_rng(2).uniform(80, 160, (3, SIZE, SIZE)).astype(np.float32)
+QUIET = dict(verbose=False, show_every=0)
+
+
+def rel_error(x, y):
+    """Largest relative error between two arrays."""
+    return np.max(np.abs(x - y) / np.maximum(1e-8, np.abs(x) + np.abs(y)))
+
+
+def smooth_images(n, seed, size=SIZE):
+    """Mean-subtracted smooth random images (n, 3, size, size) spanning the pixel range [0, 255]."""
+    img = ndimage.gaussian_filter(np.random.default_rng(seed).uniform(0, 255, (n, 3, size, size)),
+                                  sigma=(0, 0, 2, 2))
+    img = 255 * (img - img.min()) / (img.max() - img.min())
+    mean = MEAN_IMAGE if size == SIZE else MEAN_IMAGE.mean(axis=(1, 2), keepdims=True)
+    return (img - mean).astype(np.float32)
+
+
+def make_model(dtype=np.float32, size=SIZE):
+    """The small test CNN: random weights, batchnorm calibrated on 64 images, positive shifts."""
+    model = PretrainedCNN(dtype=dtype, seed=0, **{**ARCH, "input_size": size})
+    for bn_param in model.bn_params:
+        bn_param["momentum"] = 0.0  # one train-mode pass sets the running statistics to the batch's
+    model.forward(smooth_images(64, seed=1, size=size), mode="train")
+    for bn_param in model.bn_params:
+        bn_param["momentum"] = 0.9
+    for name in model.params:
+        if name.startswith("beta"):
+            model.params[name][:] = 2.0
+    return model
+
+
+@pytest.fixture(scope="module")
+def model():
+    return make_model()
+
+
+def test_saliency_is_the_channel_max_of_the_numeric_score_gradient():
+    model = make_model(np.float64, size=12)  # small images keep the numeric gradient fast
+    X = smooth_images(3, seed=3, size=12).astype(np.float64)
+    y = np.array([0, 3, 4])
+    saliency = compute_saliency_maps(X, y, model)
+    assert saliency.shape == (3, 12, 12)
+    # Images do not interact in test mode, so the gradient of the sum of the scores of the correct
+    # classes holds each image's own gradient.
+    correct_scores = lambda x: model.forward(x)[0][np.arange(3), y].sum()  # noqa: E731
+    numeric = eval_numerical_gradient(correct_scores, X, verbose=False, h=1e-4)
+    err = rel_error(saliency, np.abs(numeric).max(axis=1))
+    print("saliency relative error", err)
+    assert err < 1e-6
+
+
+def test_fooling_image_is_classified_as_the_target_and_is_close(model):
+    X = smooth_images(1, seed=7)
+    original = X.copy()
+    predicted = int(model.loss(X).argmax())
+    for target in range(5):
+        if target == predicted:
+            continue
+        X_fooling = make_fooling_image(X, target, model)
+        change = np.linalg.norm(X_fooling - X) / np.linalg.norm(X)
+        print(f"target {target}: relative change {change:.4f}")
+        assert int(model.loss(X_fooling).argmax()) == target
+        assert change < 0.1
+    np.testing.assert_array_equal(X, original)
+
+
+def test_class_visualization_makes_the_target_the_top_class(model):
+    start = np.random.default_rng(0).standard_normal((1, 3, SIZE, SIZE)).astype(np.float32)
+    start_scores = model.loss(start)[0]
+    for target in range(5):
+        X = create_class_visualization(target, model, max_jitter=1, mean_image=MEAN_IMAGE, seed=0, **QUIET)
+        scores = model.loss(X)[0]
+        print(f"class {target}: score {start_scores[target]:.2f} -> {scores[target]:.2f}")
+        assert scores.argmax() == target
+        assert scores[target] - start_scores[target] > 4 * np.abs(start_scores).max()
+        assert np.all(X >= -MEAN_IMAGE - 1e-3) and np.all(X <= 255 - MEAN_IMAGE + 1e-3)
+
+
+@pytest.mark.parametrize("layer, learning_rate", [(0, 100), (2, 10)])
+def test_feature_inversion_cuts_the_feature_distance_tenfold(model, layer, learning_rate):
+    target = model.forward(smooth_images(1, seed=7), end=layer)[0]
+    start = np.random.default_rng(0).standard_normal((1, 3, SIZE, SIZE)).astype(np.float32)
+    start_distance = np.linalg.norm(model.forward(start, end=layer)[0] - target)
+    X = invert_features(target, layer, model, learning_rate=learning_rate, num_iterations=400, blur_every=0,
+                        mean_image=MEAN_IMAGE, seed=0, **QUIET)
+    ratio = np.linalg.norm(model.forward(X, end=layer)[0] - target) / start_distance
+    print(f"layer {layer}: feature distance down to {ratio:.3f} of its start")
+    assert ratio <= 0.1
+
+
+def test_deepdream_raises_the_activation_energy_on_a_larger_image(model):
+    X = smooth_images(1, seed=8, size=48)  # conv layers take any size
+    original = X.copy()
+    before = np.linalg.norm(model.forward(X, end=1)[0])
+    dream = deepdream(X, 1, model, num_iterations=20, mean_image=MEAN_IMAGE, seed=0, **QUIET)
+    after = np.linalg.norm(model.forward(dream, end=1)[0])
+    print(f"layer 1 activation norm {before:.1f} -> {after:.1f}")
+    assert dream.shape == X.shape and after > 1.5 * before
+    np.testing.assert_array_equal(X, original)
+    pixel_mean = MEAN_IMAGE.mean(axis=(1, 2), keepdims=True)
+    assert np.all(dream >= -pixel_mean - 1e-3) and np.all(dream <= 255 - pixel_mean + 1e-3)
+
+
+def test_seeds_make_runs_repeatable(model):
+    run = lambda seed: create_class_visualization(1, model, num_iterations=10, seed=seed, **QUIET)  # noqa: E731
+    np.testing.assert_array_equal(run(3), run(3))
+    assert not np.array_equal(run(3), run(4))
+    X = smooth_images(1, seed=9)
+    np.testing.assert_array_equal(deepdream(X, 0, model, num_iterations=5, seed=1, **QUIET),
+                                  deepdream(X, 0, model, num_iterations=5, seed=1, **QUIET))
+
+
+def test_callback_takes_the_displays_every_show_every_steps_and_at_the_end(model):
+    seen = []
+    create_class_visualization(2, model, num_iterations=60, show_every=25, seed=0, verbose=False,
+                               callback=lambda t, X: seen.append((t, X.shape)))
+    assert seen == [(0, (1, 3, SIZE, SIZE)), (25, (1, 3, SIZE, SIZE)), (50, (1, 3, SIZE, SIZE)),
+                    (59, (1, 3, SIZE, SIZE))]
+    seen.clear()
+    invert_features(model.forward(smooth_images(1, 0), end=0)[0], 0, model, num_iterations=5, show_every=0,
+                    verbose=False, callback=lambda t, X: seen.append(t))
+    assert seen == []
+
+
+def test_jitter_and_clipping_helpers():
+    X = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 3, 4, 5)
+    moved = jitter(X, 2, -1)
+    assert moved[0, 0, 0, 2] == X[0, 0, 1, 0]  # two to the right, one up
+    np.testing.assert_array_equal(jitter(moved, -2, 1), X)
+    mean = np.full((3, 4, 5), 100.0, np.float32)
+    X = np.array([-300.0, 0.0, 300.0]).reshape(1, 3, 1, 1) * np.ones((1, 3, 4, 5))
+    clipped = clip_to_pixel_range(X, mean)
+    np.testing.assert_array_equal(clipped[0, :, 0, 0], [-100, 0, 155])
+    assert clip_to_pixel_range(X, None) is X
