@@ -13,8 +13,8 @@ from Fashion-MNIST by datasets/build_defaults.py):
 import pickle
 from pathlib import Path
 
-import imageio.v3 as iio
 import numpy as np
+from PIL import Image
 
 from asgn3 import data_paths
 
@@ -29,19 +29,11 @@ def read_rgb_image(path):
     Inputs:
     - path: image file or file-like object (any format Pillow reads: JPEG, PNG, GIF, ...).
 
-    Returns an array of shape (H, W, 3), dtype uint8: grey images get three equal channels and an
-    alpha channel is dropped.
+    Returns an array of shape (H, W, 3), dtype uint8: grey images get three equal channels, an alpha
+    channel is dropped and palettes are applied.
     """
-    img = iio.imread(path, plugin="pillow")
-    if img.ndim == 2:
-        img = img[:, :, None]
-    if img.ndim != 3 or img.shape[2] not in (1, 3, 4):
-        raise ValueError(f"{path}: expected a grey, RGB or RGBA image, got an array of shape {img.shape}")
-    if img.dtype != np.uint8:
-        raise ValueError(f"{path}: expected 8-bit pixels, got {img.dtype}")
-    if img.shape[2] == 1:
-        img = np.repeat(img, 3, axis=2)
-    return img[:, :, :3]
+    with Image.open(path) as img:
+        return np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
 
 
 def _read_lines(path):
