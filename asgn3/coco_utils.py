@@ -217,7 +217,7 @@ def sample_coco_minibatch(data, batch_size=100, split="train", rng=None):
     Returns a tuple of:
     - captions: int array (batch_size, T)
     - image_features: float array (batch_size, feature_dim)
-    - urls: array of strings (batch_size,)
+    - urls: array of strings (batch_size,), or None when data has no URLs for the split
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -226,5 +226,5 @@ def sample_coco_minibatch(data, batch_size=100, split="train", rng=None):
     captions = data[f"{split}_captions"][rows]
     image_idxs = data[f"{split}_image_idxs"][rows]
     image_features = data[f"{split}_features"][image_idxs]
-    urls = data[f"{split}_urls"][image_idxs]
+    urls = data[f"{split}_urls"][image_idxs] if f"{split}_urls" in data else None
     return captions, image_features, urls

@@ -240,7 +240,7 @@ class CaptioningRNN:
         # initialize the hidden state of the RNN by applying the learned affine  #
         # transform to the input image features. The first word that you feed   #
         # to the RNN should be the <START> token; its value is stored in the     #
-        # variable self._start. At each timestep you will need to do to:         #
+        # variable self._start. At each timestep you will need to:               #
         # (1) Embed the previous word using the learned word embeddings           #
         # (2) Make an RNN step using the previous hidden state and the embedded  #
         #     current word to get the next hidden state.                         #

@@ -1,0 +1,342 @@
+"""CaptioningSolver: train a captioning model with minibatch gradient descent.
+
+Usage (the classic kit's interface, plus the extras a real trainer has):
+
+    data = load_coco_data(max_train=10000)
+    model = CaptioningRNN(data['word_to_idx'], input_dim=data['train_features'].shape[1],
+                          hidden_dim=512, wordvec_dim=256, cell_type='lstm')
+    solver = CaptioningSolver(model, data, update_rule='adam', optim_config={'learning_rate': 5e-3},
+                              lr_decay=0.95, batch_size=25, num_epochs=10, print_every=100,
+                              seed=0, checkpoint_path='checkpoints/lstm.npz')
+    solver.train()
+    plt.plot(solver.loss_history)
+
+Every iteration draws a random minibatch of training captions (with replacement, as the classic kit
+did), computes the loss and gradients with `model.loss(features, captions)` and updates each parameter
+with its own copy of the optimizer config. After every epoch the learning rate is multiplied by
+`lr_decay`, the validation loss and BLEU are measured on capped subsets of the validation split, the best
+parameters so far are kept in `best_params`, and a checkpoint is written when `checkpoint_path` is set.
+A new solver continues a run exactly where it stopped with `load_checkpoint(path)` then `train()`.
+"""
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from asgn3 import optim
+from asgn3.caption_metrics import bleu_scores
+from asgn3.coco_utils import decode_captions, sample_coco_minibatch
+
+UPDATE_RULES = ("sgd", "sgd_momentum", "rmsprop", "adam")
+BEST_BY = ("val_loss", "bleu4")
+CHECKPOINT_VERSION = 1
+
+
+class CaptioningSolver:
+    """
+    A CaptioningSolver encapsulates all the logic necessary for training image captioning models. It
+    performs stochastic gradient descent using the update rules defined in optim.py.
+
+    The model needs `params`, a dict of arrays (updated in place), and `loss(features, captions)` ->
+    `(loss, grads)` with grads keyed like params. The BLEU measurement also uses `model.sample(features)`
+    and `data['idx_to_word']` when they exist.
+
+    Options (keyword arguments):
+    - update_rule: 'sgd', 'sgd_momentum', 'rmsprop' or 'adam' (default 'sgd')
+    - optim_config: hyperparameters of the update rule, e.g. {'learning_rate': 5e-3}; each parameter
+      gets its own copy (default {})
+    - lr_decay: factor applied to the learning rate at the end of every epoch (default 1.0)
+    - batch_size: captions per minibatch (default 100)
+    - num_epochs: number of epochs to train; an epoch is num_train_captions // batch_size iterations
+      (default 10)
+    - print_every: print the training loss every this many iterations (default 10)
+    - verbose: show a progress bar and print losses and per-epoch results (default True)
+    - seed: seed of the minibatch draws; None draws the seed from np.random, so that np.random.seed
+      makes runs reproducible as in the classic kit (default None)
+    - num_val_captions: validation loss on the first this many validation captions; None for all, 0 to
+      skip (default 1000)
+    - num_val_images: BLEU on the first this many validation images (their captions all serve as
+      references); None for all, 0 to skip (default 100)
+    - best_by: 'val_loss' (lowest) or 'bleu4' (highest): which per-epoch measure picks best_params; when
+      it is not measured, best_params follows the latest parameters (default 'val_loss')
+    - checkpoint_path: if set, a checkpoint (.npz) is written there at the end of every epoch (default None)
+
+    Attributes after train(): loss_history (one loss per iteration), val_loss_history and
+    val_bleu_history (one entry per epoch, None when skipped), best_params, best_score, epoch.
+    """
+
+    def __init__(self, model, data, **kwargs):
+        """
+        Construct a new CaptioningSolver instance.
+
+        Inputs:
+        - model: a model object with params and loss (see the class docstring)
+        - data: dict from load_coco_data: train_captions, train_image_idxs, train_features, and for
+          validation val_captions, val_image_idxs, val_features, idx_to_word
+        - kwargs: the options listed in the class docstring
+        """
+        self.model = model
+        self.data = data
+        self.update_rule = kwargs.pop("update_rule", "sgd")
+        self.optim_config = kwargs.pop("optim_config", {})
+        self.lr_decay = kwargs.pop("lr_decay", 1.0)
+        self.batch_size = kwargs.pop("batch_size", 100)
+        self.num_epochs = kwargs.pop("num_epochs", 10)
+        self.print_every = kwargs.pop("print_every", 10)
+        self.verbose = kwargs.pop("verbose", True)
+        seed = kwargs.pop("seed", None)
+        self.num_val_captions = kwargs.pop("num_val_captions", 1000)
+        self.num_val_images = kwargs.pop("num_val_images", 100)
+        self.best_by = kwargs.pop("best_by", "val_loss")
+        self.checkpoint_path = kwargs.pop("checkpoint_path", None)
+        if kwargs:
+            raise ValueError(f"unrecognized option(s) {', '.join(sorted(kwargs))}: CaptioningSolver takes "
+                             f"update_rule, optim_config, lr_decay, batch_size, num_epochs, print_every, "
+                             f"verbose, seed, num_val_captions, num_val_images, best_by, checkpoint_path")
+        if self.update_rule not in UPDATE_RULES:
+            raise ValueError(f"invalid update_rule {self.update_rule!r}: use one of {UPDATE_RULES}")
+        if self.best_by not in BEST_BY:
+            raise ValueError(f"invalid best_by {self.best_by!r}: use one of {BEST_BY}")
+        for key in ("train_captions", "train_image_idxs", "train_features"):
+            if key not in data:
+                raise ValueError(f"data has no '{key}': pass the dict returned by load_coco_data")
+        if self.batch_size < 1 or self.num_epochs < 0:
+            raise ValueError(f"expected batch_size >= 1 and num_epochs >= 0, got {self.batch_size} and "
+                             f"{self.num_epochs}")
+        self.update = getattr(optim, self.update_rule)
+        if seed is None:
+            seed = int(np.random.randint(2**31 - 1))
+        self.rng = np.random.default_rng(seed)
+        self._references = {}
+        self._reset()
+
+    def _reset(self):
+        """Set up the bookkeeping of a fresh run (load_checkpoint replaces it by a saved one)."""
+        self.epoch = 0
+        self.iteration = 0
+        self.loss_history = []
+        self.val_loss_history = []
+        self.val_bleu_history = []
+        self.best_score = None
+        self.best_params = {k: v.copy() for k, v in self.model.params.items()}
+        self.optim_configs = {p: dict(self.optim_config) for p in self.model.params}
+
+    # -- Training ---------------------------------------------------------------------------------------
+
+    def _step(self):
+        """Make a single gradient update on a random minibatch; record its loss."""
+        captions, features, _ = sample_coco_minibatch(self.data, batch_size=self.batch_size, split="train",
+                                                      rng=self.rng)
+        loss, grads = self.model.loss(features, captions)
+        if not np.isfinite(loss):
+            rate = self.optim_configs[next(iter(self.optim_configs))].get("learning_rate")
+            raise FloatingPointError(f"loss became {loss} at iteration {self.iteration + 1}: lower the "
+                                     f"learning rate (now {rate})")
+        self.loss_history.append(float(loss))
+        for p, w in self.model.params.items():
+            next_w, self.optim_configs[p] = self.update(w, grads[p], self.optim_configs[p])
+            self.model.params[p] = next_w.astype(w.dtype, copy=False)
+
+    def iterations_per_epoch(self):
+        """The number of minibatches in one epoch: training captions // batch_size, at least 1."""
+        return max(self.data["train_captions"].shape[0] // self.batch_size, 1)
+
+    def train(self):
+        """
+        Run optimization until num_epochs epochs are done (continuing a loaded checkpoint's run).
+        """
+        per_epoch = self.iterations_per_epoch()
+        num_iterations = self.num_epochs * per_epoch
+        bar = tqdm(total=num_iterations, initial=self.iteration, disable=not self.verbose, desc="training")
+        while self.iteration < num_iterations:
+            self._step()
+            self.iteration += 1
+            bar.update(1)
+            if self.verbose and (self.iteration - 1) % self.print_every == 0:
+                bar.write(f"(Iteration {self.iteration} / {num_iterations}) loss: {self.loss_history[-1]:f}")
+            if self.iteration % per_epoch == 0:
+                self._end_epoch(bar)
+        bar.close()
+
+    def _end_epoch(self, bar):
+        """Decay the learning rate, measure validation loss and BLEU, track the best params, checkpoint."""
+        self.epoch += 1
+        for config in self.optim_configs.values():
+            if "learning_rate" in config:
+                config["learning_rate"] *= self.lr_decay
+        val_loss = self.validation_loss() if self._wanted(self.num_val_captions) else None
+        bleu = None
+        if self._wanted(self.num_val_images) and hasattr(self.model, "sample") and "idx_to_word" in self.data:
+            bleu = self.check_accuracy("val", num_images=self.num_val_images)
+        self.val_loss_history.append(val_loss)
+        self.val_bleu_history.append(bleu)
+
+        score = val_loss if self.best_by == "val_loss" else (bleu or {}).get("bleu4")
+        better = score is not None and (self.best_score is None or
+                                        (score < self.best_score if self.best_by == "val_loss"
+                                         else score > self.best_score))
+        if better or score is None:
+            self.best_params = {k: v.copy() for k, v in self.model.params.items()}
+            self.best_score = score if better else self.best_score
+        if self.checkpoint_path is not None:
+            self.save_checkpoint(self.checkpoint_path)
+        if self.verbose:
+            parts = [f"(Epoch {self.epoch} / {self.num_epochs})",
+                     f"train loss {np.mean(self.loss_history[-self.iterations_per_epoch():]):.4f}"]
+            if val_loss is not None:
+                parts.append(f"val loss {val_loss:.4f}")
+            if bleu is not None:
+                parts.append("val " + " ".join(f"BLEU-{n} {bleu[f'bleu{n}']:.3f}" for n in range(1, 5)))
+            bar.write(", ".join(parts))
+
+    def _wanted(self, count):
+        """Whether a validation measure is asked for (count None or > 0) and the data has a val split."""
+        has_val = all(key in self.data for key in ("val_captions", "val_image_idxs", "val_features"))
+        return (count is None or count > 0) and has_val and len(self.data["val_captions"]) > 0
+
+    # -- Validation ------------------------------------------------------------------------------------
+
+    def validation_loss(self, split="val", num_captions=None):
+        """
+        The model's loss on the first captions of a split (the mean over captions, as the training loss).
+
+        Inputs:
+        - split: 'train' or 'val'
+        - num_captions: how many captions; None uses the num_val_captions option (None there: all)
+
+        Returns:
+        - loss: float
+        """
+        num = self.num_val_captions if num_captions is None else num_captions
+        captions = self.data[f"{split}_captions"][:num]
+        image_idxs = self.data[f"{split}_image_idxs"][:num]
+        total = 0.0
+        for start in range(0, len(captions), self.batch_size):
+            batch = slice(start, start + self.batch_size)
+            features = self.data[f"{split}_features"][image_idxs[batch]]
+            loss, _ = self.model.loss(features, captions[batch])
+            total += float(loss) * len(captions[batch])
+        return total / max(len(captions), 1)
+
+    def _images_and_references(self, split, num_images):
+        """The first num_images distinct images of a split, and all the reference captions of each."""
+        key = (split, num_images)
+        if key not in self._references:
+            idxs = self.data[f"{split}_image_idxs"]
+            images, first = np.unique(idxs, return_index=True)
+            images = images[np.argsort(first)][:num_images]  # in order of first appearance
+            order = np.argsort(idxs, kind="stable")
+            sorted_idxs = idxs[order]
+            starts = np.searchsorted(sorted_idxs, images, side="left")
+            ends = np.searchsorted(sorted_idxs, images, side="right")
+            captions = self.data[f"{split}_captions"]
+            idx_to_word = self.data["idx_to_word"]
+            references = [decode_captions(captions[order[s:e]], idx_to_word)
+                          for s, e in zip(starts, ends, strict=True)]
+            self._references[key] = (images, references)
+        return self._references[key]
+
+    def check_accuracy(self, split="val", num_images=None, batch_size=100):
+        """
+        Caption images of a split with model.sample and score them with corpus BLEU-1..4 against all
+        the reference captions of each image.
+
+        Inputs:
+        - split: 'train' or 'val'
+        - num_images: caption the first this many distinct images of the split (None: all)
+        - batch_size: images per call of model.sample
+
+        Returns:
+        - dict {'bleu1': float, ..., 'bleu4': float}
+        """
+        images, references = self._images_and_references(split, num_images)
+        features = self.data[f"{split}_features"]
+        hypotheses = []
+        for start in range(0, len(images), batch_size):
+            sampled = self.model.sample(features[images[start:start + batch_size]])
+            hypotheses.extend(decode_captions(np.atleast_2d(sampled), self.data["idx_to_word"]))
+        return bleu_scores(references, hypotheses)
+
+    # -- Checkpoints -----------------------------------------------------------------------------------
+
+    def save_checkpoint(self, path):
+        """
+        Save everything needed to continue this run: params, best params, optimizer state, histories,
+        epoch, iteration and the random generator's state, in one .npz file (written atomically).
+
+        Inputs:
+        - path: file to write (a .npz file; its folder is created if needed)
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {}
+        scalars = {}
+        for p, w in self.model.params.items():
+            arrays[f"params/{p}"] = w
+            arrays[f"best_params/{p}"] = self.best_params[p]
+            scalars[p] = {}
+            for k, v in self.optim_configs[p].items():
+                if isinstance(v, np.ndarray):
+                    arrays[f"optim/{p}/{k}"] = v
+                else:
+                    scalars[p][k] = v.item() if isinstance(v, np.generic) else v
+        state = {
+            "version": CHECKPOINT_VERSION, "update_rule": self.update_rule, "batch_size": self.batch_size,
+            "epoch": self.epoch, "iteration": self.iteration, "best_score": self.best_score,
+            "loss_history": self.loss_history, "val_loss_history": self.val_loss_history,
+            "val_bleu_history": self.val_bleu_history, "optim_scalars": scalars,
+            "rng_state": self.rng.bit_generator.state,
+        }
+        arrays["state"] = np.array(json.dumps(state))
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+
+    def load_checkpoint(self, path):
+        """
+        Restore a run saved by save_checkpoint into this solver and its model; train() then continues it.
+
+        Inputs:
+        - path: the .npz file written by save_checkpoint
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint {path} not found: pass the checkpoint_path of an "
+                                    f"earlier run")
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+        if "state" not in arrays:
+            raise ValueError(f"{path} is not a CaptioningSolver checkpoint (it has no 'state' entry)")
+        state = json.loads(str(arrays["state"]))
+        if state.get("version") != CHECKPOINT_VERSION:
+            raise ValueError(f"{path} has checkpoint version {state.get('version')}, expected "
+                             f"{CHECKPOINT_VERSION}: it was written by another version of the kit")
+        for option in ("update_rule", "batch_size"):
+            if state[option] != getattr(self, option):
+                raise ValueError(f"{path} was saved with {option}={state[option]!r} but this solver has "
+                                 f"{getattr(self, option)!r}: use the same value to continue the run")
+        saved = {k.split("/", 1)[1] for k in arrays if k.startswith("params/")}
+        if saved != set(self.model.params):
+            raise ValueError(f"{path} holds params {sorted(saved)} but the model has "
+                             f"{sorted(self.model.params)}: build the same model to continue the run")
+        for p, w in self.model.params.items():
+            if arrays[f"params/{p}"].shape != w.shape:
+                raise ValueError(f"{path}: param {p} has shape {arrays[f'params/{p}'].shape} but the "
+                                 f"model's is {w.shape}: build the same model to continue the run")
+        for p, w in self.model.params.items():
+            self.model.params[p] = arrays[f"params/{p}"].astype(w.dtype)
+            self.best_params[p] = arrays[f"best_params/{p}"].astype(w.dtype)
+        self.optim_configs = {p: dict(state["optim_scalars"][p]) for p in self.model.params}
+        for k, v in arrays.items():
+            if k.startswith("optim/"):
+                _, p, name = k.split("/", 2)
+                self.optim_configs[p][name] = v
+        self.epoch, self.iteration = state["epoch"], state["iteration"]
+        self.best_score = state["best_score"]
+        self.loss_history = list(state["loss_history"])
+        self.val_loss_history = list(state["val_loss_history"])
+        self.val_bleu_history = list(state["val_bleu_history"])
+        self.rng.bit_generator.state = state["rng_state"]
