@@ -158,3 +158,23 @@ def test_jitter_and_clipping_helpers():
     clipped = clip_to_pixel_range(X, mean)
     np.testing.assert_array_equal(clipped[0, :, 0, 0], [-100, 0, 155])
     assert clip_to_pixel_range(X, None) is X
+
+
+def test_displays_go_to_matplotlib_only_when_it_is_interactive(model, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = []
+    monkeypatch.setattr(plt, "show", lambda: shown.append(plt.gca().images[-1].get_array().shape))
+    monkeypatch.setattr(plt, "isinteractive", lambda: False)
+    create_class_visualization(0, model, num_iterations=3, show_every=1, seed=0, verbose=False)
+    assert shown == []
+    monkeypatch.setattr(plt, "isinteractive", lambda: True)
+    create_class_visualization(0, model, num_iterations=3, show_every=1, mean_image=MEAN_IMAGE, seed=0,
+                               verbose=False)
+    deepdream(smooth_images(1, seed=8, size=40), 0, model, num_iterations=2, show_every=5, seed=0,
+              verbose=False)
+    plt.close("all")
+    assert shown == [(SIZE, SIZE, 3)] * 3 + [(40, 40, 3)] * 2  # deepdream: first and last step
