@@ -38,8 +38,8 @@ class CaptioningRNN:
         Inputs:
         - word_to_idx: A dictionary giving the vocabulary. It contains V entries, and maps each string
           to a unique integer in the range [0, V). It must hold '<NULL>'; without '<START>' the model
-          can be trained but not sampled from, and without '<END>' sampling never stops early. The
-          indices need not be contiguous: V is then the largest index + 1.
+          can be trained but not sampled from, and without '<END>' sampling never stops early. V is
+          len(word_to_idx); the indices need not be contiguous, but captions may only use indices < V.
         - input_dim: Dimension D of input image feature vectors.
         - wordvec_dim: Dimension W of word vectors.
         - hidden_dim: Dimension H for the hidden state of the RNN.
@@ -60,7 +60,7 @@ class CaptioningRNN:
         self.idx_to_word = {i: w for w, i in word_to_idx.items()}
         self.params = {}
 
-        vocab_size = max(len(word_to_idx), max(indices) + 1)
+        vocab_size = len(word_to_idx)
         self._null = word_to_idx["<NULL>"]
         self._start = word_to_idx.get("<START>", None)
         self._end = word_to_idx.get("<END>", None)
@@ -214,9 +214,8 @@ class CaptioningRNN:
                              "vocabulary has none: add it and train the model with it")
         if not isinstance(max_length, int | np.integer) or max_length < 1:
             raise ValueError(f"max_length must be a positive integer, got {max_length!r}")
-        V = self.params["W_vocab"].shape[1]
-        if not isinstance(beam_width, int | np.integer) or not 1 <= beam_width <= V:
-            raise ValueError(f"beam_width must be an integer from 1 to V={V}, got {beam_width!r}")
+        if not isinstance(beam_width, int | np.integer) or beam_width < 1:
+            raise ValueError(f"beam_width must be a positive integer, got {beam_width!r}")
         if temperature is not None and not temperature > 0:
             raise ValueError(f"temperature must be None (most likely word) or positive, got {temperature!r}")
         if temperature is not None and beam_width > 1:
