@@ -4,14 +4,15 @@ This is how the COCO caption evaluation scores a model: every image has several 
 generated caption gets credit for n-grams found in any of them (clipped counts), and the brevity penalty
 compares the corpus length with the reference lengths closest to each hypothesis. The counting is done
 by NLTK's maintained `corpus_bleu` (pure Python, needs no NLTK data download), without smoothing, as in
-the COCO evaluation: a corpus with no matching n-gram of some order scores 0 for BLEU-n.
+the COCO evaluation: a corpus with no matching n-gram of some order k <= n scores 0 for BLEU-n (NLTK
+returns about 1e-78 there; we report the 0 it stands for).
 
 CIDEr-D is not offered: the only implementation of it (pycocoevalcap) is unmaintained since 2020 and
 ships some 100 MB of Java tools.
 """
 import warnings
 
-from nltk.translate.bleu_score import corpus_bleu
+from nltk.translate.bleu_score import corpus_bleu, modified_precision
 
 SKIPPED_TOKENS = frozenset({"<NULL>", "<START>", "<END>"})
 
@@ -61,4 +62,9 @@ def bleu_scores(references, hypotheses, max_n=4):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # NLTK warns when an n-gram order has no match; the score is then 0
         scores = corpus_bleu(refs_tokens, hyps_tokens, weights=weights)
-    return {f"bleu{n}": float(score) for n, score in enumerate(scores, start=1)}
+    # clipped n-gram matches of each order over the corpus (the numerators of the modified precisions)
+    pairs = list(zip(refs_tokens, hyps_tokens, strict=True))
+    matched = [sum(modified_precision(refs, hyp, n).numerator for refs, hyp in pairs)
+               for n in range(1, max_n + 1)]
+    return {f"bleu{n}": float(score) if min(matched[:n]) > 0 else 0.0
+            for n, score in enumerate(scores, start=1)}
