@@ -177,7 +177,7 @@ def relu_backward(dout, cache):
     - dx: gradient with respect to x (the upstream derivative where x > 0, zero elsewhere)
     """
     x = cache
-    return np.where(x > 0, dout, 0).astype(dout.dtype, copy=False)
+    return dout * (x > 0)  # a boolean factor keeps dout's dtype, and is faster than np.where
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ when torch happens to be installed (it is never a dependency of the kit).
 
     python bench/conv.py                 # about a minute on two idle cores
     python bench/conv.py --repeats 3     # fewer timed runs
+    OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 python bench/conv.py --cpu-time   # one core, on a busy machine
 
 Every time is a median over --repeats runs; the GEMM reference is measured right before each shape, so a
 busy machine slows both. The naive layers are far too slow for a full batch: they are timed on a few
@@ -14,7 +15,7 @@ import argparse
 import os
 
 import numpy as np
-from common import gemm_gflops, machine_line, median_seconds, try_import_torch
+from common import gemm_gflops, machine_line, median_seconds, set_clock, try_import_torch
 
 from asgn3 import fast_layers, layers
 
@@ -97,9 +98,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per figure (median)")
     parser.add_argument("--batch", type=int, default=50, help="N for the CNN shapes")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time with the process's CPU time instead of wall time (use with one thread)")
     args = parser.parse_args()
+    set_clock("cpu" if args.cpu_time else "wall")
     torch = try_import_torch()
-    print(f"bench/conv.py: {machine_line()}, load average {os.getloadavg()[0]:.1f}")
+    clock = "CPU time" if args.cpu_time else "wall time"
+    print(f"bench/conv.py: {machine_line()}, load average {os.getloadavg()[0]:.1f}, medians of {clock}")
     kernels = "Cython extension" if fast_layers.USE_CYTHON else "numpy fallback (extension not built)"
     torch_found = f"{torch.__version__} ({torch.get_num_threads()} threads)" if torch else "not installed"
     print(f"im2col: {kernels}; torch: {torch_found}")
