@@ -4,9 +4,11 @@ Fast convolution and pooling must equal the naive layers (float64 within 1e-9, f
 rounding bound of float32 sums), the numpy fallback must equal the Cython path, and importing without the
 extension must work with one warning line naming the build command.
 """
+import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -239,6 +241,36 @@ def test_import_without_the_extension_warns_once_and_falls_back():
     assert "im2col_cython is not built" in warning_lines[0]
     assert "pip install -e ." in warning_lines[0]
     assert "cd asgn3 && python setup.py build_ext --inplace" in warning_lines[0]
+
+
+def test_classic_build_command_builds_the_extension_in_place(tmp_path):
+    """`cd asgn3 && python setup.py build_ext --inplace`, on a copy of the two files in a scratch folder (so
+    that the kit's own compiled module is left alone), builds a module that gives numpy's numbers."""
+    source_dir = Path(fast_layers.__file__).resolve().parent
+    package = tmp_path / "asgn3"
+    package.mkdir()
+    for name in ("setup.py", "im2col_cython.pyx"):
+        shutil.copy(source_dir / name, package / name)
+    build = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace"], cwd=package,
+                           capture_output=True, text=True, timeout=900)
+    assert build.returncode == 0, build.stdout[-2000:] + build.stderr[-2000:]
+    built = [path for path in package.iterdir() if path.name.startswith("im2col_cython.")
+             and path.suffix in (".so", ".pyd")]
+    assert len(built) == 1, sorted(path.name for path in package.iterdir())
+    script = textwrap.dedent(f"""
+        import importlib.util
+        import numpy as np
+        from asgn3 import im2col
+        spec = importlib.util.spec_from_file_location("asgn3.im2col_cython", {str(built[0])!r})
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        x = np.random.default_rng(0).standard_normal((2, 3, 7, 6)).astype(np.float32)
+        assert np.array_equal(module.im2col(x, 3, 3, 1, 2), im2col.im2col(x, 3, 3, 1, 2))
+        print("classic build ok")
+    """)
+    check = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert check.returncode == 0, check.stderr
+    assert check.stdout.strip() == "classic build ok"
 
 
 def test_use_cython_without_the_extension_says_how_to_build(monkeypatch):
