@@ -14,9 +14,9 @@ BUILD_COMMAND = "pip install -e .  (or: cd asgn3 && python setup.py build_ext --
 
 try:
     from asgn3 import im2col_cython
-except ImportError:
+except ImportError as err:
     im2col_cython = None
-    warnings.warn(f"asgn3.im2col_cython is not built, using the slower numpy im2col; build it with: "
+    warnings.warn(f"asgn3.im2col_cython is not built ({err}), using the slower numpy im2col; build it with: "
                   f"{BUILD_COMMAND}", stacklevel=2)
 
 # The module-level switch: which im2col/col2im implementation the fast layers call.
@@ -98,7 +98,7 @@ def conv_backward_fast(dout, cache):
 
 
 def _pools_tile(x_shape, ph, pw, stride):
-    """True when square-free pools of stride equal to their size cover x exactly (the reshape trick)."""
+    """True when square pools, as wide as their stride, tile x exactly: then a reshape makes the windows."""
     return ph == pw == stride and x_shape[2] % ph == 0 and x_shape[3] % pw == 0
 
 
