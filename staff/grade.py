@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -192,8 +193,12 @@ def run_trusted(jobs, job_dir, limits=REFERENCE_LIMITS):
 class Grader:
     """Grades one submission in its own private temporary folder (removed afterwards)."""
 
-    def __init__(self, zip_path, only=None, seed=None, workers=2, verbose=False):
+    def __init__(self, zip_path, only=None, seed=None, workers=2, verbose=False, timeout=None):
+        """zip_path: the submission; only: question ids or parts of check names; seed: of the hidden
+        inputs (fresh when None); workers: checks run at a time; timeout: seconds of CPU per check
+        (wall clock 1.5 times that), instead of each check's own limits."""
         self.zip_path = Path(zip_path)
+        self.timeout = timeout
         self.only = only
         self.seed = secrets.randbits(32) if seed is None else int(seed)
         self.workers = workers
@@ -258,7 +263,10 @@ class Grader:
     def _run_student(self, box, index, check):
         job_dir = box / "jobs" / str(index)
         write_jobs(job_dir, check.student)
-        result = run_untrusted(box / "kit", job_dir, "grade_runner.py", check.limits)
+        limits = check.limits
+        if self.timeout:
+            limits = replace(limits, cpu_seconds=int(self.timeout), wall_seconds=1.5 * self.timeout + 1)
+        result = run_untrusted(box / "kit", job_dir, "grade_runner.py", limits)
         if self.verbose:
             print(f"  {check.name}: {result.seconds:.1f} s", file=sys.stderr)
         return read_outcomes(job_dir, len(check.student), result)
@@ -330,9 +338,11 @@ def format_table(result, title=""):
     return "\n".join(lines)
 
 
-def grade_one(zip_path, json_path=None, only=None, seed=None, workers=2, verbose=False, quiet=False):
+def grade_one(
+    zip_path, json_path=None, only=None, seed=None, workers=2, verbose=False, quiet=False, timeout=None
+):
     """Grade one zip, print the table (unless quiet), write the JSON if asked; returns the result."""
-    result = Grader(zip_path, only, seed, workers, verbose).grade()
+    result = Grader(zip_path, only, seed, workers, verbose, timeout).grade()
     if json_path:
         Path(json_path).write_text(json.dumps(result, indent=2))
     if not quiet:
@@ -340,7 +350,7 @@ def grade_one(zip_path, json_path=None, only=None, seed=None, workers=2, verbose
     return result
 
 
-def grade_folder(folder, csv_path, json_dir=None, only=None, seed=None, jobs=2):
+def grade_folder(folder, csv_path, json_dir=None, only=None, seed=None, jobs=2, timeout=None):
     """Grade every *.zip of a folder, `jobs` at a time; write the CSV gradebook (and the JSON files)."""
     zips = sorted(Path(folder).glob("*.zip"))
     if json_dir:
@@ -349,7 +359,8 @@ def grade_folder(folder, csv_path, json_dir=None, only=None, seed=None, jobs=2):
     def one(zip_path):
         try:
             json_path = Path(json_dir) / f"{zip_path.stem}.json" if json_dir else None
-            return zip_path, grade_one(zip_path, json_path, only, seed, workers=1, quiet=True), ""
+            result = grade_one(zip_path, json_path, only, seed, workers=1, quiet=True, timeout=timeout)
+            return zip_path, result, ""
         except Exception as error:  # noqa: BLE001 - one broken submission must not stop the batch
             return zip_path, None, f"{type(error).__name__}: {error}"
 
@@ -391,16 +402,25 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, help="seed of the hidden inputs (default: fresh random)")
     parser.add_argument("--jobs", type=int, default=2, help="parallel processes (default 2)")
     parser.add_argument("--verbose", action="store_true", help="print the time of every check")
+    parser.add_argument("--timeout", type=float, help="CPU seconds per check (default: each check's own)")
     args = parser.parse_args(argv)
     only = [part.strip() for part in args.only.split(",")] if args.only else None
     target = Path(args.submission)
     if target.is_dir():
-        grade_folder(target, args.csv or target / "gradebook.csv", args.json_dir, only, args.seed, args.jobs)
+        grade_folder(
+            target,
+            args.csv or target / "gradebook.csv",
+            args.json_dir,
+            only,
+            args.seed,
+            args.jobs,
+            args.timeout,
+        )
         return 0
     if not target.is_file():
         print(f"grade: {target} not found: give a submission zip or a folder of them", file=sys.stderr)
         return 2
-    grade_one(target, args.json, only, args.seed, args.jobs, args.verbose)
+    grade_one(target, args.json, only, args.seed, args.jobs, args.verbose, timeout=args.timeout)
     return 0
 
 

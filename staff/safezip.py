@@ -34,7 +34,7 @@ def _entry_kind(info):
     if info.is_dir():
         return "dir"
     kind = stat.S_IFMT(mode)
-    if mode == 0 or kind == stat.S_IFREG:
+    if kind in (0, stat.S_IFREG):  # zips made on Windows, or by writestr, carry no file type
         return "file"
     return {stat.S_IFLNK: "symbolic link", stat.S_IFCHR: "device", stat.S_IFBLK: "device",
             stat.S_IFIFO: "pipe", stat.S_IFSOCK: "socket", stat.S_IFDIR: "dir"}.get(kind, "special file")

@@ -178,6 +178,7 @@ def run_untrusted(kit_dir, job_dir, script, limits=Limits()):
                 "sh", "-c", _SETUP, "sandbox", python, "-I", f"/tmp/kit/{script}", "/tmp/kit", "/tmp/job"]
         new_session = False
     else:
+        uid = None
         env = {"PATH": "/usr/bin:/bin", "HOME": str(job_dir), "MPLBACKEND": "Agg",
                "MPLCONFIGDIR": str(job_dir), "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
                "ASGN3_SANDBOX_NO_NETWORK": "1", "PYTHONDONTWRITEBYTECODE": "1"}
@@ -195,6 +196,8 @@ def run_untrusted(kit_dir, job_dir, script, limits=Limits()):
             timed_out = True
             _kill(process, new_session)
             returncode = process.wait()
+        if uid is not None:
+            _kill_uid(uid)
     seconds = time.monotonic() - start
     with open(log, "rb") as output:
         output.seek(max(0, log.stat().st_size - 4000))
@@ -209,4 +212,31 @@ def _kill(process, new_session):
             os.killpg(process.pid, 9)
         except ProcessLookupError:
             pass
-    process.kill()  # unshare: --kill-child takes the namespace's first process, and with it all others
+        process.kill()
+        return
+    # The namespace's first process is unshare's child; when it dies the kernel kills every process of
+    # the namespace. (unshare's --kill-child does not reach it: the signal is reset when it changes uid.)
+    try:
+        children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+    except OSError:
+        children = []
+    for child in children:
+        try:
+            os.kill(int(child), 9)
+        except ProcessLookupError:
+            pass
+    process.kill()
+
+
+def _kill_uid(uid):
+    """Kill every process left under the sandbox's own uid (a fork that outlived its namespace)."""
+    pid = os.fork()
+    if pid == 0:  # the child becomes the uid and signals everything the uid owns (except itself)
+        try:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            os.kill(-1, 9)
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
