@@ -58,6 +58,13 @@ def region_lines(source, where="<source>"):
     return [line for region in find_regions(source, where) for line in lines[region.start + 1:region.end]]
 
 
+def outside_lines(source, where="<source>"):
+    """The lines that are not strictly between a START and an END marker (markers included)."""
+    lines = source.splitlines()
+    inside = {n for region in find_regions(source, where) for n in range(region.start + 1, region.end)}
+    return [line for n, line in enumerate(lines) if n not in inside]
+
+
 def _names(nodes, context):
     """The plain names stored (ast.Store) or read (ast.Load) in the given nodes, with their line numbers."""
     found = []

@@ -18,7 +18,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from staff.markers import find_regions, region_lines, stub_notebook, stub_source
+from staff.markers import find_regions, outside_lines, region_lines, stub_notebook, stub_source
 
 KIT_DIR = Path(__file__).resolve().parent.parent
 STAFF_TESTS = {"tests/test_release.py", "tests/test_grade.py", "tests/test_collect_submission.py"}
@@ -105,9 +105,8 @@ def reference_lines(kit_dir, names):
         if not name.endswith((".py", ".ipynb")) or name.startswith(STAFF_PREFIXES) or name in STAFF_TESTS:
             continue
         for text in _code_texts(Path(kit_dir) / name):
-            inside = {line.strip() for line in region_lines(text, name)}
-            secret |= inside
-            public |= {line.strip() for line in text.splitlines()} - inside
+            secret |= {line.strip() for line in region_lines(text, name)}
+            public |= {line.strip() for line in outside_lines(text, name)}
     return {line for line in secret - public if line and not line.startswith("#") and line != "pass"}
 
 
