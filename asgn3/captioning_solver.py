@@ -183,13 +183,12 @@ class CaptioningSolver:
         if self.checkpoint_path is not None:
             self.save_checkpoint(self.checkpoint_path)
         if self.verbose:
-            parts = [f"(Epoch {self.epoch} / {self.num_epochs})",
-                     f"train loss {np.mean(self.loss_history[-self.iterations_per_epoch():]):.4f}"]
+            parts = [f"train loss {np.mean(self.loss_history[-self.iterations_per_epoch():]):.4f}"]
             if val_loss is not None:
                 parts.append(f"val loss {val_loss:.4f}")
             if bleu is not None:
                 parts.append("val " + " ".join(f"BLEU-{n} {bleu[f'bleu{n}']:.3f}" for n in range(1, 5)))
-            bar.write(", ".join(parts))
+            bar.write(f"(Epoch {self.epoch} / {self.num_epochs}) " + ", ".join(parts))
 
     def _wanted(self, count):
         """Whether a validation measure is asked for (count None or > 0) and the data has a val split."""
