@@ -17,8 +17,7 @@ from pathlib import Path
 
 import numpy as np
 from fashion_mnist import load_fashion_mnist
-from item_render import backgrounds, hsv_to_rgb, paste_items, to_uint8
-from PIL import Image
+from item_render import backgrounds, hsv_to_rgb, paste_items, save_jpegs, to_uint8
 
 IMAGE_SIZE = 64
 SEED = 231
@@ -83,12 +82,6 @@ def render_images(rng, items):
     return to_uint8(canvas), boxes
 
 
-def save_jpegs(images, paths):
-    """Write each (64, 64, 3) uint8 image to its path as a JPEG (fixed quality: reproducible bytes)."""
-    for image, path in zip(images, paths, strict=True):
-        Image.fromarray(image).save(path, format="JPEG", quality=JPEG_QUALITY)
-
-
 def box_text(box):
     """The four box coordinates, tab separated, as in TinyImageNet's files."""
     return "\t".join(str(int(v)) for v in box)
@@ -136,7 +129,7 @@ def build(out_dir, seed=SEED, train_per_class=TRAIN_PER_CLASS, val_per_class=VAL
         (folder / "images").mkdir(parents=True)
         members = np.flatnonzero(labels == c)
         names = [f"{wnid}_{i}.JPEG" for i in range(len(members))]
-        save_jpegs(images[members], [folder / "images" / name for name in names])
+        save_jpegs(images[members], [folder / "images" / name for name in names], JPEG_QUALITY)
         lines = [f"{name}\t{box_text(box)}\n" for name, box in zip(names, boxes[members], strict=True)]
         (folder / f"{wnid}_boxes.txt").write_text("".join(lines))
 
@@ -146,7 +139,7 @@ def build(out_dir, seed=SEED, train_per_class=TRAIN_PER_CLASS, val_per_class=VAL
         images, boxes = render_in_chunks(rng, X_test[idx])
         (tmp / split / "images").mkdir(parents=True)
         names = [f"{split}_{i}.JPEG" for i in range(len(idx))]
-        save_jpegs(images, [tmp / split / "images" / name for name in names])
+        save_jpegs(images, [tmp / split / "images" / name for name in names], JPEG_QUALITY)
         lines = [f"{name}\t{WNIDS[c]}\t{box_text(box)}\n"
                  for name, c, box in zip(names, y_test[idx], boxes, strict=True)]
         (tmp / split / f"{split}_annotations.txt").write_text("".join(lines))

@@ -5,7 +5,10 @@ the COCO-format one pastes up to three. An item is scaled (bilinear), tinted wit
 grey levels so its texture stays visible, and laid over a background through an alpha mask made from its
 silhouette. Everything is vectorized over the batch: per-image parameters are arrays of length N.
 """
+import io
+
 import numpy as np
+from PIL import Image
 
 ITEM_SIZE = 28  # Fashion-MNIST images are 28x28
 
@@ -145,3 +148,27 @@ def tight_boxes(mask):
 def to_uint8(images):
     """Float images in [0, 1] to uint8, rounding to nearest."""
     return np.clip(np.rint(images * 255.0), 0, 255).astype(np.uint8)
+
+
+def save_jpegs(images, paths, quality=90, decode=False):
+    """
+    Write images as JPEG files (fixed settings, so the same pixels always give the same bytes).
+
+    Inputs:
+    - images: uint8 array (N, H, W, 3).
+    - paths: N file paths.
+    - quality: JPEG quality.
+    - decode: also return the pixels as a reader of the files will see them.
+
+    Returns:
+    - decoded: uint8 array (N, H, W, 3) of the decoded JPEGs when decode is True, else None.
+    """
+    decoded = np.empty_like(images) if decode else None
+    for i, (image, path) in enumerate(zip(images, paths, strict=True)):
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
+        with open(path, "wb") as f:
+            f.write(buffer.getvalue())
+        if decode:
+            decoded[i] = np.asarray(Image.open(buffer).convert("RGB"))
+    return decoded

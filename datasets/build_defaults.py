@@ -1,0 +1,94 @@
+"""Build both default datasets when they are missing or out of date (called by `bash kit.sh setup`).
+
+1. The TinyImageNet-format default (datasets/default/tiny-imagenet-100-A), from Fashion-MNIST.
+2. The COCO-format captioning default (datasets/default/coco_captioning), from Fashion-MNIST, with image
+   features computed by the shipped CNN (datasets/pretrained/default_pretrained_model.h5, whose checksum is
+   verified first).
+
+Each folder keeps a stamp: a digest of the seed, the sizes and the builders' source code (and for the
+COCO default also the model's checksum, the TinyImageNet stamp and the folder's absolute path, which its
+url files contain). A build is skipped when its stamp matches. `--force` rebuilds anyway.
+Usage: python datasets/build_defaults.py [--force]
+"""
+import argparse
+import hashlib
+import sys
+import time
+from pathlib import Path
+
+import build_coco_default
+import build_tiny_imagenet_default
+from train_default_model import read_checksum, sha256_of
+
+from asgn3.data_paths import DEFAULT_COCO_DIR, DEFAULT_PRETRAINED_MODEL, DEFAULT_TINY_IMAGENET_DIR
+
+HERE = Path(__file__).resolve().parent
+STAMP = ".build-stamp"
+TINY_SOURCES = ["build_tiny_imagenet_default.py", "item_render.py", "fashion_mnist.py"]
+COCO_SOURCES = ["build_coco_default.py", "caption_grammar.py", "item_render.py", "fashion_mnist.py"]
+
+
+def fingerprint(settings, sources):
+    """Hex digest of a settings string and the bytes of the named source files of this folder."""
+    digest = hashlib.sha256(settings.encode())
+    for name in sources:
+        digest.update(name.encode() + b"\0" + (HERE / name).read_bytes())
+    return digest.hexdigest()
+
+
+def verified_model_checksum(model_file=DEFAULT_PRETRAINED_MODEL):
+    """The SHA-256 of the shipped weights, after checking it against the recorded one."""
+    if not model_file.is_file():
+        raise FileNotFoundError(f"{model_file} is missing: it is part of the kit (git checkout it), or "
+                                f"retrain it with `python datasets/train_default_model.py`")
+    digest, recorded = sha256_of(model_file), read_checksum(model_file)
+    if digest != recorded:
+        raise ValueError(f"{model_file} has SHA-256 {digest}, but {model_file.name}.sha256 records "
+                         f"{recorded}: the file is damaged; restore it with git, or retrain it")
+    return digest
+
+
+def up_to_date(folder, stamp):
+    """True when folder holds a build whose stamp equals `stamp`."""
+    return (folder / STAMP).is_file() and (folder / STAMP).read_text().strip() == stamp
+
+
+def build_if_needed(what, folder, stamp, build, force):
+    """Run build() unless folder's stamp matches; then write the stamp. Prints what it does."""
+    if not force and up_to_date(folder, stamp):
+        print(f"{what}: up to date in {folder} (skipped)")
+        return
+    print(f"{what}: building in {folder}")
+    started = time.time()
+    build()
+    (folder / STAMP).write_text(stamp + "\n")
+    print(f"{what}: built in {time.time() - started:.0f} s")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--force", action="store_true", help="rebuild even when the stamps match")
+    args = parser.parse_args()
+    tiny = build_tiny_imagenet_default
+    tiny_stamp = fingerprint(f"seed={tiny.SEED} train={tiny.TRAIN_PER_CLASS} val={tiny.VAL_PER_CLASS} "
+                             f"test={tiny.TEST_PER_CLASS}", TINY_SOURCES)
+    build_if_needed("TinyImageNet-format default", DEFAULT_TINY_IMAGENET_DIR, tiny_stamp,
+                    lambda: tiny.build(DEFAULT_TINY_IMAGENET_DIR), args.force)
+
+    coco = build_coco_default
+    model_sha = verified_model_checksum()
+    coco_stamp = fingerprint(f"seed={coco.SEED} train={coco.NUM_TRAIN} val={coco.NUM_VAL} model={model_sha} "
+                             f"tiny={tiny_stamp} dir={DEFAULT_COCO_DIR.resolve()}", COCO_SOURCES)
+
+    def build_coco():
+        model, mean_image = coco.load_model_and_mean()
+        coco.build(DEFAULT_COCO_DIR, model, mean_image)
+
+    build_if_needed("COCO-format default", DEFAULT_COCO_DIR, coco_stamp, build_coco, args.force)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (FileNotFoundError, ValueError) as err:
+        sys.exit(f"build_defaults.py: {err}")
