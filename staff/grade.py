@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from staff.checks import QUESTIONS, Context, Failed, Outcome, build_checks, run_judge
+from staff.checks import QUESTIONS, Context, Failed, Job, Outcome, build_checks, job_modules, run_judge
 from staff.markers import stub_source
 from staff.release import marked_modules
 from staff.safezip import SubmissionError, extract_zip
@@ -193,10 +193,13 @@ def run_trusted(jobs, job_dir, limits=REFERENCE_LIMITS):
 class Grader:
     """Grades one submission in its own private temporary folder (removed afterwards)."""
 
-    def __init__(self, zip_path, only=None, seed=None, workers=2, verbose=False, timeout=None):
+    def __init__(self, zip_path, only=None, seed=None, workers=2, verbose=False, timeout=None, budget=300.0):
         """zip_path: the submission; only: question ids or parts of check names; seed: of the hidden
         inputs (fresh when None); workers: checks run at a time; timeout: seconds of CPU per check
-        (wall clock 1.5 times that), instead of each check's own limits."""
+        (wall clock 1.5 times that), instead of each check's own limits; budget: seconds after which
+        the checks not yet started are not run (only a submission whose checks time out reaches it)."""
+        self.budget = budget
+        self.start = time.monotonic()
         self.zip_path = Path(zip_path)
         self.timeout = timeout
         self.only = only
@@ -207,7 +210,7 @@ class Grader:
 
     def grade(self):
         """Run every check; returns the Gradescope-shaped result dict."""
-        start = time.monotonic()
+        self.start = start = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="asgn3-grade-") as private:
             self.private = Path(private)
             os.chmod(private, 0o700)
@@ -248,8 +251,11 @@ class Grader:
         for check in checks:
             offsets.append(position)
             position += len(check.reference)
+        broken = self._broken_modules(box, provenance)
+        for module, error in sorted(broken.items()):
+            notes.append(f"{module} does not import: {error}")
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
-            student = list(pool.map(lambda ic: self._run_student(box, *ic), enumerate(checks)))
+            student = list(pool.map(lambda ic: self._run_student(box, *ic, broken), enumerate(checks)))
         tests = []
         for check, offset, outcomes in zip(checks, offsets, student, strict=True):
             ctx = Context(outcomes, reference[offset : offset + len(check.reference)], self._evaluate)
@@ -260,16 +266,54 @@ class Grader:
             tests.append(test_entry(check, fraction, text))
         return tests, notes
 
-    def _run_student(self, box, index, check):
-        job_dir = box / "jobs" / str(index)
-        write_jobs(job_dir, check.student)
+    def _broken_modules(self, box, provenance):
+        """{module: why} for the student modules that fail to import (or hang while importing).
+
+        Checked once, in parallel, so that a module that hangs at import costs one short timeout
+        instead of one per check.
+        """
+        modules = [name[:-3].replace("/", ".") for name in sorted(provenance)]
+        limits = Limits(cpu_seconds=10, wall_seconds=20)
+        if self.timeout:
+            limits = replace(limits, cpu_seconds=int(self.timeout), wall_seconds=1.5 * self.timeout + 1)
+
+        def run(index_module):
+            index, module = index_module
+            return module, self._run_jobs(
+                box, f"import{index}", [Job("import", {"module": module}, {})], limits
+            )[0]
+
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            results = list(pool.map(run, enumerate(modules)))
+        return {module: outcome.error for module, outcome in results if not outcome.ok}
+
+    def _run_student(self, box, index, check, broken):
+        """The Outcomes of a check's jobs run in the sandbox (or why they were not run)."""
+        needed = set().union(*(job_modules(job) for job in check.student)) if check.student else set()
+        for module in sorted(needed & set(broken)):
+            return [Outcome(False, error=f"{module} does not import: {broken[module]}")] * len(check.student)
+        elapsed = time.monotonic() - self.start
+        if elapsed > self.budget:
+            why = f"not run: the time budget of {self.budget:.0f} s was used up by checks that timed out"
+            return [Outcome(False, error=why)] * len(check.student)
         limits = check.limits
         if self.timeout:
             limits = replace(limits, cpu_seconds=int(self.timeout), wall_seconds=1.5 * self.timeout + 1)
-        result = run_untrusted(box / "kit", job_dir, "grade_runner.py", limits)
+        try:
+            outcomes = self._run_jobs(box, str(index), check.student, limits)
+        except OSError as error:  # the grader's own trouble (disk full...): report it on the check
+            outcomes = [Outcome(False, error=f"the grader could not run this check: {error}")] * len(
+                check.student
+            )
         if self.verbose:
-            print(f"  {check.name}: {result.seconds:.1f} s", file=sys.stderr)
-        return read_outcomes(job_dir, len(check.student), result)
+            print(f"  {check.name}: {time.monotonic() - self.start - elapsed:.1f} s", file=sys.stderr)
+        return outcomes
+
+    def _run_jobs(self, box, name, jobs, limits):
+        job_dir = box / "jobs" / name
+        write_jobs(job_dir, jobs)
+        result = run_untrusted(box / "kit", job_dir, "grade_runner.py", limits)
+        return read_outcomes(job_dir, len(jobs), result)
 
     def _evaluate(self, jobs):
         """Trusted evaluation of what a submission returned (e.g. its trained parameters)."""

@@ -15,6 +15,7 @@ The stub keeps everything but the lines between START and END, which become `pas
 assigns, that the code after END reads and that nothing before START set, is set to None in the stub, so
 the function still returns (None) instead of failing with a NameError.
 """
+
 import ast
 import re
 from dataclasses import dataclass
@@ -39,8 +40,10 @@ def find_regions(source, where="<source>"):
         start, end = START.match(line), END.match(line)
         if start:
             if open_at is not None:
-                raise ValueError(f"{where}:{number + 1}: START marker inside the region opened at line "
-                                 f"{open_at + 1}: close it with '# *****END OF YOUR CODE*****' first")
+                raise ValueError(
+                    f"{where}:{number + 1}: START marker inside the region opened at line "
+                    f"{open_at + 1}: close it with '# *****END OF YOUR CODE*****' first"
+                )
             open_at, indent = number, start["indent"]
         elif end:
             if open_at is None:
@@ -55,7 +58,7 @@ def find_regions(source, where="<source>"):
 def region_lines(source, where="<source>"):
     """The lines strictly between each START and END marker (the reference code), as one list."""
     lines = source.splitlines()
-    return [line for region in find_regions(source, where) for line in lines[region.start + 1:region.end]]
+    return [line for region in find_regions(source, where) for line in lines[region.start + 1 : region.end]]
 
 
 def outside_lines(source, where="<source>"):
@@ -125,7 +128,7 @@ def stub_source(source, where="<source>"):
     newline = "\n"
     out, position = [], 0
     for region in regions:
-        out.extend(lines[position:region.start + 1])
+        out.extend(lines[position : region.start + 1])
         out.append(f"{region.indent}pass{newline}")
         out.extend(f"{region.indent}{name} = None{newline}" for name in _outputs_to_preset(tree, region))
         position = region.end

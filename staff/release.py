@@ -9,6 +9,7 @@ Everything else (the data scripts, the shipped default model, the photos, the no
 requirements, pyproject/setup) is copied as it is. A zip of the kit is written next to OUT_DIR, and the
 tool refuses to finish when a non-trivial line of a reference region would survive in the kit.
 """
+
 import argparse
 import ast
 import json
@@ -24,30 +25,53 @@ KIT_DIR = Path(__file__).resolve().parent.parent
 STAFF_TESTS = {"tests/test_release.py", "tests/test_grade.py", "tests/test_collect_submission.py"}
 STAFF_PREFIXES = ("staff/", "tests/hostile/")
 # Never part of a kit even outside git: environments, builds, downloads, outputs.
-UNTRACKED = {".git", ".venv", ".venv-bench", "build", "dist", "output", "checkpoints", "__pycache__",
-             ".pytest_cache", ".ruff_cache", ".ipynb_checkpoints", "coco_captioning", "tiny-imagenet-100-A",
-             "fashion-mnist", "default"}
+UNTRACKED = {
+    ".git",
+    ".venv",
+    ".venv-bench",
+    "build",
+    "dist",
+    "output",
+    "checkpoints",
+    "__pycache__",
+    ".pytest_cache",
+    ".ruff_cache",
+    ".ipynb_checkpoints",
+    "coco_captioning",
+    "tiny-imagenet-100-A",
+    "fashion-mnist",
+    "default",
+}
 
 
 def kit_files(kit_dir=KIT_DIR):
     """The kit's files as sorted relative POSIX paths: git's tracked files, or a filtered walk outside git."""
     kit_dir = Path(kit_dir)
     if (kit_dir / ".git").exists():
-        listing = subprocess.run(["git", "-C", str(kit_dir), "ls-files", "-z"], check=True,
-                                 capture_output=True).stdout.decode()
+        listing = subprocess.run(
+            ["git", "-C", str(kit_dir), "ls-files", "-z"], check=True, capture_output=True
+        ).stdout.decode()
         names = [name for name in listing.split("\0") if name and (kit_dir / name).is_file()]
     else:
-        names = [path.relative_to(kit_dir).as_posix() for path in kit_dir.rglob("*")
-                 if path.is_file() and not UNTRACKED & set(path.relative_to(kit_dir).parts)
-                 and path.suffix not in (".so", ".pyd", ".pyc")]
+        names = [
+            path.relative_to(kit_dir).as_posix()
+            for path in kit_dir.rglob("*")
+            if path.is_file()
+            and not UNTRACKED & set(path.relative_to(kit_dir).parts)
+            and path.suffix not in (".so", ".pyd", ".pyc")
+        ]
     return sorted(names)
 
 
 def marked_modules(kit_dir, names):
     """The dotted names of the kit's modules that hold marked regions (the code students write)."""
-    return {name[:-3].replace("/", ".") for name in names
-            if name.endswith(".py") and not name.startswith(STAFF_PREFIXES)
-            and find_regions((Path(kit_dir) / name).read_text(encoding="utf-8"), name)}
+    return {
+        name[:-3].replace("/", ".")
+        for name in names
+        if name.endswith(".py")
+        and not name.startswith(STAFF_PREFIXES)
+        and find_regions((Path(kit_dir) / name).read_text(encoding="utf-8"), name)
+    }
 
 
 def _imported_modules(source):
@@ -73,8 +97,12 @@ def is_staff_only(name, kit_dir, marked):
     if name.startswith("tests/") and name.endswith(".py"):
         text = (Path(kit_dir) / name).read_text(encoding="utf-8")
         imports = _imported_modules(text)
-        return (bool(imports & marked) or any(module.split(".")[0] == "staff" for module in imports)
-                or "nbclient" in imports or ".ipynb" in text)
+        return (
+            bool(imports & marked)
+            or any(module.split(".")[0] == "staff" for module in imports)
+            or "nbclient" in imports
+            or ".ipynb" in text
+        )
     return False
 
 
@@ -114,8 +142,11 @@ def _code_texts(path):
     """The Python texts of a file: the file itself, or each code cell of a notebook."""
     if path.suffix == ".ipynb":
         cells = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
-        return ["".join(c["source"]) if isinstance(c["source"], list) else c["source"]
-                for c in cells if c.get("cell_type") == "code"]
+        return [
+            "".join(c["source"]) if isinstance(c["source"], list) else c["source"]
+            for c in cells
+            if c.get("cell_type") == "code"
+        ]
     return [path.read_text(encoding="utf-8")]
 
 
@@ -133,8 +164,12 @@ def leaked_lines(out_dir, secret):
             texts = ["".join(c["source"]) if isinstance(c["source"], list) else c["source"] for c in cells]
         else:
             texts = [path.read_text(encoding="utf-8", errors="replace")]
-        leaks += [(path.relative_to(out_dir).as_posix(), line.strip())
-                  for text in texts for line in text.splitlines() if line.strip() in secret]
+        leaks += [
+            (path.relative_to(out_dir).as_posix(), line.strip())
+            for text in texts
+            for line in text.splitlines()
+            if line.strip() in secret
+        ]
     return leaks
 
 

@@ -16,15 +16,25 @@ import sys
 import traceback
 
 
-def _block_network():
-    """Refuse socket creation (the weak isolation level; the sandbox's network namespace is the real one)."""
-    import socket
+def _guard(master_dir):
+    """The weak isolation level: an audit hook (which Python code cannot remove) refusing sockets,
+    new processes, and opening files of the staff checkout other than its Python environment.
 
-    def refuse(*args, **kwargs):
-        raise PermissionError("network access is disabled while grading")
+    Only for machines without the namespace sandbox; C code (ctypes, an extension) can get around it.
+    """
+    master = os.path.realpath(master_dir) + os.sep
+    allowed = tuple(os.path.realpath(p) + os.sep for p in (sys.prefix, sys.base_prefix))
+    refused = ("socket.", "subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "pty.")
 
-    socket.socket = refuse
-    socket.create_connection = refuse
+    def hook(event, args):
+        if event.startswith(refused):
+            raise PermissionError(f"{event} is not allowed while grading")
+        if event == "open" and isinstance(args[0], str | bytes):
+            path = os.path.realpath(os.fsdecode(args[0]))
+            if path.startswith(master) and not path.startswith(allowed):
+                raise PermissionError(f"{path} cannot be read while grading")
+
+    sys.addaudithook(hook)
 
 
 def _prepare_imports(kit_dir):
@@ -123,6 +133,10 @@ def task_captioning_loss(arrays, options):
     """CaptioningRNN.loss on features and captions: the loss and every gradient (grad_<param>)."""
     model = _captioning_model(arrays, options)
     loss, grads = model.loss(arrays["features"], arrays["captions"])
+    if grads is None:
+        raise NotImplementedError(
+            "CaptioningRNN.loss returned grads=None: not implemented yet (still the stub)"
+        )
     return {"loss": loss, **{f"grad_{key}": value for key, value in grads.items()}}
 
 
@@ -208,7 +222,16 @@ def task_cnn(arrays, options):
     return {"out": function(*args, model, **kwargs)}
 
 
+def task_import(arrays, options):
+    """Import options['module'] (the grader first checks that each student module imports)."""
+    import importlib
+
+    importlib.import_module(options["module"])
+    return {}
+
+
 TASKS = {
+    "import": task_import,
     "call": task_call,
     "numgrad": task_numgrad,
     "captioning_loss": task_captioning_loss,
@@ -245,8 +268,8 @@ def _plain(value):
 def main(kit_dir, job_dir):
     """Run every job of job_dir in order, writing its outputs and status as soon as it finishes."""
     _prepare_imports(kit_dir)
-    if os.environ.get("ASGN3_SANDBOX_NO_NETWORK"):
-        _block_network()
+    if os.environ.get("ASGN3_SANDBOX_WEAK"):
+        _guard(os.environ["ASGN3_SANDBOX_WEAK"])
     import numpy as np
 
     with open(os.path.join(job_dir, "jobs.json")) as f:

@@ -5,6 +5,7 @@ backslashes or drive letters, links and other special entries, encrypted or dupl
 entries, and zip bombs (a declared size or a compression ratio beyond the limits). Extraction streams
 each entry and stops at its declared size, so a header that lies about sizes cannot fill the disk.
 """
+
 import stat
 import zipfile
 from dataclasses import dataclass
@@ -36,8 +37,14 @@ def _entry_kind(info):
     kind = stat.S_IFMT(mode)
     if kind in (0, stat.S_IFREG):  # zips made on Windows, or by writestr, carry no file type
         return "file"
-    return {stat.S_IFLNK: "symbolic link", stat.S_IFCHR: "device", stat.S_IFBLK: "device",
-            stat.S_IFIFO: "pipe", stat.S_IFSOCK: "socket", stat.S_IFDIR: "dir"}.get(kind, "special file")
+    return {
+        stat.S_IFLNK: "symbolic link",
+        stat.S_IFCHR: "device",
+        stat.S_IFBLK: "device",
+        stat.S_IFIFO: "pipe",
+        stat.S_IFSOCK: "socket",
+        stat.S_IFDIR: "dir",
+    }.get(kind, "special file")
 
 
 def _safe_name(name):
@@ -71,8 +78,10 @@ def check_zip(zip_path, limits=ZipLimits()):
     with zipfile.ZipFile(zip_path) as archive:
         infos = archive.infolist()
     if len(infos) > limits.max_entries:
-        raise SubmissionError(f"the zip has {len(infos)} entries, more than {limits.max_entries}: "
-                              "submit only the notebooks and asgn3 (collectSubmission.sh does)")
+        raise SubmissionError(
+            f"the zip has {len(infos)} entries, more than {limits.max_entries}: "
+            "submit only the notebooks and asgn3 (collectSubmission.sh does)"
+        )
     files, seen, total = [], set(), 0
     for info in infos:
         path = _safe_name(info.filename)
@@ -88,16 +97,22 @@ def check_zip(zip_path, limits=ZipLimits()):
         if kind == "dir":
             continue
         if info.file_size > limits.max_file_bytes:
-            raise SubmissionError(f"zip entry {info.filename!r} unpacks to {info.file_size / MB:.0f} MB, "
-                                  f"more than {limits.max_file_bytes / MB:.0f} MB (zip bomb or a data file)")
+            raise SubmissionError(
+                f"zip entry {info.filename!r} unpacks to {info.file_size / MB:.0f} MB, "
+                f"more than {limits.max_file_bytes / MB:.0f} MB (zip bomb or a data file)"
+            )
         ratio = info.file_size / max(info.compress_size, 1)
         if info.file_size > limits.ratio_floor_bytes and ratio > limits.max_ratio:
-            raise SubmissionError(f"zip entry {info.filename!r} has a compression ratio of {ratio:.0f}, more "
-                                  f"than {limits.max_ratio:.0f} (zip bomb)")
+            raise SubmissionError(
+                f"zip entry {info.filename!r} has a compression ratio of {ratio:.0f}, more "
+                f"than {limits.max_ratio:.0f} (zip bomb)"
+            )
         total += info.file_size
         if total > limits.max_total_bytes:
-            raise SubmissionError(f"the zip unpacks to more than {limits.max_total_bytes / MB:.0f} MB "
-                                  "(zip bomb, or datasets included): submit only the notebooks and asgn3")
+            raise SubmissionError(
+                f"the zip unpacks to more than {limits.max_total_bytes / MB:.0f} MB "
+                "(zip bomb, or datasets included): submit only the notebooks and asgn3"
+            )
         files.append((info, path))
     return files
 
@@ -123,11 +138,14 @@ def extract_zip(zip_path, dest, limits=ZipLimits()):
                     while chunk := source.read(1 << 16):
                         size += len(chunk)
                         if size > info.file_size:
-                            raise SubmissionError(f"zip entry {info.filename!r} holds more data than its "
-                                                  "header declares (zip bomb)")
+                            raise SubmissionError(
+                                f"zip entry {info.filename!r} holds more data than its "
+                                "header declares (zip bomb)"
+                            )
                         sink.write(chunk)
             except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
-                raise SubmissionError(f"zip entry {info.filename!r} is damaged ({error}): "
-                                      "rebuild the zip") from None
+                raise SubmissionError(
+                    f"zip entry {info.filename!r} is damaged ({error}): rebuild the zip"
+                ) from None
             written.append(target)
     return written

@@ -17,11 +17,13 @@ Two levels, chosen by `isolation()`:
 Both levels set resource limits (CPU seconds, address space, processes, file size, open files) and a
 wall-clock timeout. Output goes to files (never pipes the child could hold open).
 """
+
 import os
 import resource
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from itertools import count
@@ -36,8 +38,8 @@ _uids = count()
 class Limits:
     """Resource limits of one untrusted run."""
 
-    cpu_seconds: int = 30
-    wall_seconds: float = 45.0
+    cpu_seconds: int = 15
+    wall_seconds: float = 25.0
     memory_mb: int = 3072
     file_mb: int = 64
     processes: int = 32
@@ -55,19 +57,22 @@ class RunResult:
 
 
 _ISOLATION = None
+_ISOLATION_LOCK = threading.Lock()
 
 
 def isolation():
     """'namespaces' when the full sandbox works on this machine (probed once), else 'rlimits'."""
     global _ISOLATION
-    if _ISOLATION is None:
-        _ISOLATION = "rlimits"
-        if sys.platform.startswith("linux") and os.geteuid() == 0 and shutil.which("unshare") \
-                and shutil.which("setpriv"):
-            probe = subprocess.run(["unshare", "--net", "--mount", "--pid", "--fork", "--kill-child",
-                                    "--mount-proc", "true"], capture_output=True, timeout=20)
-            if probe.returncode == 0:
-                _ISOLATION = "namespaces"
+    with _ISOLATION_LOCK:  # checks run in threads: all must wait for the one probe
+        if _ISOLATION is None:
+            level = "rlimits"
+            if sys.platform.startswith("linux") and os.geteuid() == 0 and shutil.which("unshare") \
+                    and shutil.which("setpriv"):
+                probe = subprocess.run(["unshare", "--net", "--mount", "--pid", "--fork", "--kill-child",
+                                        "--mount-proc", "true"], capture_output=True, timeout=60)
+                if probe.returncode == 0:
+                    level = "namespaces"
+            _ISOLATION = level
     return _ISOLATION
 
 
@@ -135,6 +140,7 @@ exec setpriv --reuid="$SANDBOX_UID" --regid="$SANDBOX_UID" --clear-groups --no-n
 
 def _limit(limits):
     """A preexec function setting the resource limits in the child (inherited by all it starts)."""
+
     def apply():
         cpu = limits.cpu_seconds
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 2))
@@ -144,6 +150,7 @@ def _limit(limits):
         resource.setrlimit(resource.RLIMIT_NOFILE, (limits.open_files, limits.open_files))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes, limits.processes))
+
     return apply
 
 
@@ -170,26 +177,63 @@ def run_untrusted(kit_dir, job_dir, script, limits=Limits()):
         pydir, python = _python_dirs()
         hide = _hidden_dirs()
         base, closed = _closed_ancestor()
-        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "STAGE": str(stage), "KIT": str(kit_dir),
-               "BASE": base, "CLOSED": closed,
-               "JOB": str(job_dir), "PYDIR": str(pydir or ""), "SANDBOX_UID": str(uid),
-               "HIDE": " ".join(hide)}
-        argv = ["unshare", "--net", "--mount", "--pid", "--fork", "--kill-child=SIGKILL", "--mount-proc",
-                "sh", "-c", _SETUP, "sandbox", python, "-I", f"/tmp/kit/{script}", "/tmp/kit", "/tmp/job"]
+        env = {
+            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+            "STAGE": str(stage),
+            "KIT": str(kit_dir),
+            "BASE": base,
+            "CLOSED": closed,
+            "JOB": str(job_dir),
+            "PYDIR": str(pydir or ""),
+            "SANDBOX_UID": str(uid),
+            "HIDE": " ".join(hide),
+        }
+        argv = [
+            "unshare",
+            "--net",
+            "--mount",
+            "--pid",
+            "--fork",
+            "--kill-child=SIGKILL",
+            "--mount-proc",
+            "sh",
+            "-c",
+            _SETUP,
+            "sandbox",
+            python,
+            "-I",
+            f"/tmp/kit/{script}",
+            "/tmp/kit",
+            "/tmp/job",
+        ]
         new_session = False
     else:
         uid = None
-        env = {"PATH": "/usr/bin:/bin", "HOME": str(job_dir), "MPLBACKEND": "Agg",
-               "MPLCONFIGDIR": str(job_dir), "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
-               "ASGN3_SANDBOX_NO_NETWORK": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(job_dir),
+            "MPLBACKEND": "Agg",
+            "MPLCONFIGDIR": str(job_dir),
+            "OPENBLAS_NUM_THREADS": "1",
+            "OMP_NUM_THREADS": "1",
+            "ASGN3_SANDBOX_NO_NETWORK": "1",
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
         argv = [sys.executable, "-I", str(kit_dir / script), str(kit_dir), str(job_dir)]
         new_session = True
     start = time.monotonic()
     timed_out = False
     with open(log, "wb") as output:
-        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
-                                   env=env, cwd=job_dir, preexec_fn=_limit(limits),
-                                   start_new_session=new_session)
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=job_dir,
+            preexec_fn=_limit(limits),
+            start_new_session=new_session,
+        )
         try:
             returncode = process.wait(timeout=limits.wall_seconds)
         except subprocess.TimeoutExpired:

@@ -171,8 +171,9 @@ next_h, cache = namespace["rnn_step_forward"](x, prev_h, Wx, Wh, b)
 import glob
 source = ""
 for pattern in ["{KIT_DIR}/asgn3/rnn_layers.py", "/proc/*/root{KIT_DIR}/asgn3/rnn_layers.py",
-                "/proc/*/cwd/asgn3/rnn_layers.py", "/tmp/*/reference/*", "/tmp/**/rnn_layers.py"]:
-    for name in glob.glob(pattern, recursive=True):
+                "/proc/*/cwd/asgn3/rnn_layers.py", "/tmp/*/reference/*", "/tmp/*/rnn_layers.py",
+                "/tmp/*/*/rnn_layers.py", "/tmp/asgn3-grade-*/*/*/*"]:
+    for name in glob.glob(pattern):
         try:
             text = open(name).read()
         except OSError:
@@ -225,7 +226,7 @@ def test_hostile_function_gains_nothing(tmp_path, name):
     before = set(os.listdir("/tmp"))
     check = "rnn_step_backward gradients" if function == "rnn_step_backward" else "rnn_step_forward values"
     start = time.monotonic()
-    result = run_grader(hostile_zip(tmp_path, rel, function, code), only=[check], timeout=4)
+    result = run_grader(hostile_zip(tmp_path, rel, function, code), only=[check], timeout=2)
     seconds = time.monotonic() - start
     print(f"{name}: graded in {seconds:.1f} s: {result['tests'][0]['output']}")
     assert [t["score"] for t in result["tests"]] == [0]
@@ -248,6 +249,21 @@ def test_a_hang_costs_only_its_own_check(tmp_path):
                       "Q3 image gradients: make_fooling_image fools the model": 0}
     fooling = by_name(result)["Q3 image gradients: make_fooling_image fools the model"]
     assert "MemoryError" in fooling["output"] or "timed out" in fooling["output"]
+
+
+def test_a_module_that_hangs_at_import_costs_one_timeout(tmp_path):
+    folder = copy_reference(tmp_path / "hangs")
+    path = folder / RNN
+    path.write_text("while True:\n    pass\n" + path.read_text())
+    start = time.monotonic()
+    result = run_grader(zip_folder(folder, tmp_path / "hangs.zip"), only=["Q1", "Q3"], timeout=4)
+    seconds = time.monotonic() - start
+    scores = {t["question"]: 0.0 for t in result["tests"]}
+    for test in result["tests"]:
+        scores[test["question"]] += test["score"]
+    assert scores == {"Q1": 0, "Q3": 10}
+    assert "asgn3.rnn_layers does not import" in result["output"]
+    assert seconds < 60  # one import timeout, not one per check
 
 
 def test_a_wrong_gradient_is_caught_against_the_reference_forward(tmp_path):
