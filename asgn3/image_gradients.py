@@ -49,28 +49,36 @@ def compute_saliency_maps(X, y, model):
     return saliency
 
 
-def make_fooling_image(X, target_y, model, learning_rate=10.0, max_iterations=100):
+def make_fooling_image(X, target_y, model, learning_rate=10.0, max_iterations=100, objective="score"):
     """
     Change an image a little, until the model classifies it as target_y.
 
     Inputs:
-    - X: one image (1, 3, H, W).
+    - X: one image (1, 3, H, W); not modified.
     - target_y: the class the model should predict, an integer in [0, C).
     - model: a PretrainedCNN.
     - learning_rate: length (L2 norm over the whole image) of each step.
     - max_iterations: give up after this many steps (usually fewer than 100 are needed).
+    - objective: 'score' ascends the unnormalized score of target_y (the classic method);
+      'log_softmax' ascends its log-probability, which also pushes the other scores down and fools
+      the model more reliably when a similar class rises together with the target.
 
     Returns the fooling image (1, 3, H, W): the model predicts target_y for it unless max_iterations
     steps were not enough.
     """
+    if objective not in ("score", "log_softmax"):
+        raise ValueError(f"objective must be 'score' or 'log_softmax', got {objective!r}")
     X_fooling = None
     ###########################################################################
-    # TODO: Starting from a copy of X, do gradient ascent on the unnormalized #
-    # score of target_y: at each step run forward (test mode), stop as soon   #
-    # as target_y has the highest score, else backward with an upstream       #
-    # gradient that is 1 at target_y, and step along the normalized gradient: #
+    # TODO: Starting from a copy of X, do gradient ascent: at each step run   #
+    # forward (test mode), stop as soon as target_y has the highest score,    #
+    # else backward an upstream gradient dscores (1, C) and step along the    #
+    # normalized gradient:                                                    #
     #     X_fooling += learning_rate * dX / ||dX||                            #
     # Normalizing makes the step length independent of the gradient's scale. #
+    # For objective 'score', dscores is 1 at target_y and 0 elsewhere; for    #
+    # 'log_softmax' it is the gradient of log softmax(scores)[target_y]:      #
+    # that one-hot vector minus the softmax probabilities.                    #
     ###########################################################################
     # *****START OF YOUR CODE*****
     X_fooling = np.array(X, dtype=model.dtype)
@@ -80,6 +88,9 @@ def make_fooling_image(X, target_y, model, learning_rate=10.0, max_iterations=10
             break
         dscores = np.zeros_like(scores)
         dscores[0, target_y] = 1
+        if objective == "log_softmax":
+            probs = np.exp(scores - scores.max())
+            dscores -= probs / probs.sum()
         dX, _ = model.backward(dscores, cache)
         X_fooling += learning_rate * dX / np.linalg.norm(dX)
     # *****END OF YOUR CODE*****

@@ -75,19 +75,22 @@ def test_saliency_is_the_channel_max_of_the_numeric_score_gradient():
     assert err < 1e-6
 
 
-def test_fooling_image_is_classified_as_the_target_and_is_close(model):
+@pytest.mark.parametrize("objective", ["score", "log_softmax"])
+def test_fooling_image_is_classified_as_the_target_and_is_close(model, objective):
     X = smooth_images(1, seed=7)
     original = X.copy()
     predicted = int(model.loss(X).argmax())
     for target in range(5):
         if target == predicted:
             continue
-        X_fooling = make_fooling_image(X, target, model)
+        X_fooling = make_fooling_image(X, target, model, objective=objective)
         change = np.linalg.norm(X_fooling - X) / np.linalg.norm(X)
-        print(f"target {target}: relative change {change:.4f}")
+        print(f"{objective}, target {target}: relative change {change:.4f}")
         assert int(model.loss(X_fooling).argmax()) == target
         assert change < 0.1
     np.testing.assert_array_equal(X, original)
+    with pytest.raises(ValueError, match="objective"):
+        make_fooling_image(X, 0, model, objective="margin")
 
 
 def test_class_visualization_makes_the_target_the_top_class(model):
