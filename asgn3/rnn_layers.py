@@ -131,7 +131,7 @@ def rnn_forward(x, h0, Wx, Wh, b):
         prev_h, step_cache = rnn_step_forward(xw[:, t], prev_h, None, Wh, b)
         h[:, t] = prev_h
         step_caches.append(step_cache)
-    cache = (x, Wx, step_caches)
+    cache = (x, Wx, Wh, step_caches)
     # *****END OF YOUR CODE*****
     return h, cache
 
@@ -161,14 +161,15 @@ def rnn_backward(dh, cache):
     # product each for dx and dWx. dWh and db are sums over time.            #
     ###########################################################################
     # *****START OF YOUR CODE*****
-    x, Wx, step_caches = cache
+    x, Wx, Wh, step_caches = cache
     N, T, D = x.shape
     dxw = np.empty_like(dh)
     dprev_h = np.zeros_like(dh[:, 0])
-    dWh, db = 0, 0
+    dWh, db = np.zeros_like(Wh), np.zeros(Wh.shape[1], dtype=Wh.dtype)
     for t in reversed(range(T)):
         dxw[:, t], dprev_h, _, dWh_t, db_t = rnn_step_backward(dh[:, t] + dprev_h, step_caches[t])
-        dWh, db = dWh + dWh_t, db + db_t
+        dWh += dWh_t
+        db += db_t
     dh0 = dprev_h
     dxw = dxw.reshape(N * T, -1)
     dx = (dxw @ Wx.T).reshape(N, T, D)
@@ -248,12 +249,14 @@ def sigmoid(x):
     out = None
     ###########################################################################
     # TODO: Compute the sigmoid without overflow. exp(-x) overflows for large #
-    # negative x and exp(x) for large positive x, but z = exp(-|x|) never     #
-    # does: sigmoid(x) = 1 / (1 + z) where x >= 0 and z / (1 + z) elsewhere.  #
+    # negative x and exp(x) for large positive x, but exp of a number <= 0   #
+    # never does. Multiplying 1 / (1 + exp(-x)) above and below by exp(x)    #
+    # where x < 0 gives, for every x,                                        #
+    #   sigmoid(x) = exp(min(x, 0)) / (1 + exp(-|x|)).                        #
+    # (It also keeps the precision of tiny values such as sigmoid(-50).)     #
     ###########################################################################
     # *****START OF YOUR CODE*****
-    z = np.exp(-np.abs(x))
-    out = np.where(x >= 0, 1, z) / (1 + z)
+    out = np.exp(np.minimum(x, 0)) / (1 + np.exp(-np.abs(x)))
     # *****END OF YOUR CODE*****
     return out
 
@@ -395,7 +398,7 @@ def lstm_forward(x, h0, Wx, Wh, b):
         prev_h, prev_c, step_cache = lstm_step_forward(xw[:, t], prev_h, prev_c, None, Wh, b)
         h[:, t] = prev_h
         step_caches.append(step_cache)
-    cache = (x, Wx, step_caches)
+    cache = (x, Wx, Wh, step_caches)
     # *****END OF YOUR CODE*****
     return h, cache
 
@@ -424,16 +427,17 @@ def lstm_backward(dh, cache):
     # each for dx and dWx.                                                    #
     ###########################################################################
     # *****START OF YOUR CODE*****
-    x, Wx, step_caches = cache
+    x, Wx, Wh, step_caches = cache
     N, T, D = x.shape
     dxw = np.empty((N, T, Wx.shape[1]), dtype=dh.dtype)
     dprev_h = np.zeros_like(dh[:, 0])
     dprev_c = np.zeros_like(dprev_h)
-    dWh, db = 0, 0
+    dWh, db = np.zeros_like(Wh), np.zeros(Wh.shape[1], dtype=Wh.dtype)
     for t in reversed(range(T)):
         dxw[:, t], dprev_h, dprev_c, _, dWh_t, db_t = lstm_step_backward(
             dh[:, t] + dprev_h, dprev_c, step_caches[t])
-        dWh, db = dWh + dWh_t, db + db_t
+        dWh += dWh_t
+        db += db_t
     dh0 = dprev_h
     dxw = dxw.reshape(N * T, -1)
     dx = (dxw @ Wx.T).reshape(N, T, D)

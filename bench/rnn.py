@@ -1,0 +1,104 @@
+"""Benchmark of the recurrent layers (asgn3/rnn_layers.py): LSTM and vanilla RNN forward+backward in float32
+at N=100, T=16, D=256, H=512, in milliseconds and GFLOP/s next to numpy's own float32 GEMM rate, and the
+ratio to torch.nn.LSTM / torch.nn.RNN on the same shapes when torch happens to be installed (it is never a
+dependency of the kit). Target: within 1.5x of torch's time.
+
+    python bench/rnn.py                  # under a minute on two idle cores
+    python bench/rnn.py --repeats 3      # fewer timed runs
+    OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 python bench/rnn.py --cpu-time   # one core, on a busy machine
+
+Every time is a median over --repeats runs. The GFLOP/s count only the matrix products, which are nearly
+all the work: per time step and per gate block, forward x Wx and h Wh, backward dx, dWx, dh and dWh, so
+forward+backward is 3 * 2 N T (D + H) kH flops with k = 4 for the LSTM and 1 for the RNN.
+"""
+import argparse
+import os
+
+import numpy as np
+from common import gemm_gflops, machine_line, median_seconds, set_clock, try_import_torch
+
+from asgn3 import rnn_layers
+
+CELLS = {
+    "lstm": (4, rnn_layers.lstm_forward, rnn_layers.lstm_backward),
+    "rnn": (1, rnn_layers.rnn_forward, rnn_layers.rnn_backward),
+}
+
+
+def problem(N, T, D, H, gates, seed=0):
+    """Random float32 x (N, T, D), h0 (N, H), Wx (D, gH), Wh (H, gH), b (gH,) and upstream dh (N, T, H)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, T, D), dtype=np.float32)
+    h0 = rng.standard_normal((N, H), dtype=np.float32)
+    Wx = rng.standard_normal((D, gates * H), dtype=np.float32) / np.float32(np.sqrt(D))
+    Wh = rng.standard_normal((H, gates * H), dtype=np.float32) / np.float32(np.sqrt(H))
+    b = np.zeros(gates * H, dtype=np.float32)
+    dh = rng.standard_normal((N, T, H), dtype=np.float32)
+    return x, h0, Wx, Wh, b, dh
+
+
+def numpy_seconds(forward, backward, x, h0, Wx, Wh, b, dh, repeats):
+    """Median seconds of the kit's forward pass and of its backward pass."""
+    _, cache = forward(x, h0, Wx, Wh, b)
+    t_forward = median_seconds(lambda: forward(x, h0, Wx, Wh, b), repeats=repeats)
+    t_backward = median_seconds(lambda: backward(dh, cache), repeats=repeats)
+    return t_forward, t_backward
+
+
+def torch_seconds(torch, cell, x, h0, Wx, Wh, b, dh, repeats):
+    """Median seconds of torch.nn.LSTM (or RNN, tanh) forward + backward on the same float32 arrays,
+    with the gradients of the input and of h0 as well as of the weights, like the kit's backward."""
+    D, H = x.shape[2], h0.shape[1]
+    module = (torch.nn.LSTM if cell == "lstm" else torch.nn.RNN)(D, H, batch_first=True)
+    with torch.no_grad():  # the same weights (torch keeps them transposed, gates in the order i, f, g, o)
+        module.weight_ih_l0.copy_(torch.from_numpy(Wx.T.copy()))
+        module.weight_hh_l0.copy_(torch.from_numpy(Wh.T.copy()))
+        module.bias_ih_l0.copy_(torch.from_numpy(b))
+        module.bias_hh_l0.zero_()
+    tx = torch.from_numpy(x).requires_grad_(True)
+    th0 = torch.from_numpy(h0)[None].requires_grad_(True)
+    initial = (th0, torch.zeros_like(th0)) if cell == "lstm" else th0
+    tdh = torch.from_numpy(dh)
+
+    def step():
+        out, _ = module(tx, initial)
+        module.zero_grad(set_to_none=True)
+        tx.grad = th0.grad = None
+        out.backward(tdh)
+
+    return median_seconds(step, repeats=repeats)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per figure (median)")
+    parser.add_argument("--shape", type=int, nargs=4, default=(100, 16, 256, 512),
+                        metavar=("N", "T", "D", "H"), help="batch, time steps, input and hidden sizes")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time with the process's CPU time instead of wall time (use with one thread)")
+    args = parser.parse_args()
+    set_clock("cpu" if args.cpu_time else "wall")
+    torch = try_import_torch()
+    N, T, D, H = args.shape
+    clock = "CPU time" if args.cpu_time else "wall time"
+    print(f"bench/rnn.py: {machine_line()}, load average {os.getloadavg()[0]:.1f}, medians of {clock}")
+    torch_found = f"{torch.__version__} ({torch.get_num_threads()} threads)" if torch else "not installed"
+    print(f"torch: {torch_found}")
+    print(f"\nForward+backward, float32, N={N} T={T} D={D} H={H} (target: within 1.5x of torch's time)")
+    for cell, (gates, forward, backward) in CELLS.items():
+        gemm = gemm_gflops(n=1024, dtype=np.float32, repeats=args.repeats)
+        arrays = problem(N, T, D, H, gates)
+        t_f, t_b = numpy_seconds(forward, backward, *arrays, args.repeats)
+        flops = 3 * 2 * N * T * (D + H) * gates * H
+        rate = flops / (t_f + t_b) / 1e9
+        total = t_f + t_b
+        line = (f"  {cell:4s} fwd {t_f * 1e3:6.1f} ms  bwd {t_b * 1e3:6.1f} ms  total {total * 1e3:6.1f} ms"
+                f"  {rate:6.1f} GFLOP/s = {rate / gemm:4.2f} x GEMM ({gemm:.1f} GFLOP/s)")
+        if torch is not None:
+            t_torch = torch_seconds(torch, cell, *arrays, args.repeats)
+            line += f"  torch {t_torch * 1e3:6.1f} ms: ours takes {total / t_torch:4.2f} x torch's time"
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
