@@ -18,15 +18,14 @@ import numpy as np
 from common import gemm_gflops, machine_line, median_seconds
 
 from asgn3 import data_paths
-from asgn3.classifiers.pretrained_cnn import PretrainedCNN, conv_output_size
+from asgn3.classifiers.pretrained_cnn import PretrainedCNN
 from asgn3.image_gradients import create_class_visualization
 
 
-def forward_flops(model, size):
+def forward_flops(model):
     """Multiply-adds times two of one image's forward pass (convolutions and affine layers)."""
     flops, channels = 0, model.in_channels
-    for filters, k, conv_param in zip(model.num_filters, model.filter_sizes, model.conv_params, strict=True):
-        size = conv_output_size(size, k, conv_param["stride"], conv_param["pad"])
+    for filters, k, size in zip(model.num_filters, model.filter_sizes, model.feature_sizes, strict=True):
         flops += 2 * filters * channels * k * k * size * size
         channels = filters
     flops += 2 * channels * size * size * model.hidden_dim + 2 * model.hidden_dim * model.num_classes
@@ -43,7 +42,7 @@ def time_model(name, model, repeats, gemm):
     """Print forward and forward+backward-to-image times for batches of 1 and 50."""
     print(f"{name}: filters {model.num_filters}, hidden {model.hidden_dim}, {model.num_classes} classes, "
           f"{sum(p.size for p in model.params.values()) / 1e6:.1f}M parameters")
-    flops = forward_flops(model, model.input_size)
+    flops = forward_flops(model)
     rng = np.random.default_rng(0)
     for batch in (1, 50):
         X = rng.standard_normal((batch, 3, model.input_size, model.input_size)).astype(np.float32)

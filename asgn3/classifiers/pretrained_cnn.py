@@ -29,7 +29,7 @@ from asgn3.layer_utils import (
     conv_bn_relu_backward,
     conv_bn_relu_forward,
 )
-from asgn3.layers import affine_backward, affine_forward, softmax_loss
+from asgn3.layers import affine_backward, affine_forward, conv_output_shape, softmax_loss
 
 CLASSIC_FILTER_SIZES = (5, 3, 3, 3, 3, 3, 3, 3, 3)
 CLASSIC_NUM_FILTERS = (64, 64, 128, 128, 256, 256, 512, 512, 1024)
@@ -38,9 +38,14 @@ CLASSIC_PADS = (2, 1, 1, 1, 1, 1, 1, 1, 1)
 CLASSIC_HIDDEN_DIM = 512
 
 
-def conv_output_size(size, filter_size, stride, pad):
-    """Spatial size after a convolution: 1 + (size + 2 pad - filter_size) // stride."""
-    return 1 + (size + 2 * pad - filter_size) // stride
+def _open_weights(h5_file):
+    """Open a weights file for reading, with an error that says how to get the file."""
+    try:
+        return h5py.File(h5_file, "r")
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"weights file {h5_file} not found: run datasets/get_pretrained_model.sh for the classic "
+            f"model, or use asgn3.data_paths.pretrained_model_path() for the one that is present") from None
 
 
 def read_architecture(h5_file):
@@ -89,16 +94,6 @@ def read_architecture(h5_file):
     arch["strides"] = tuple(int(s) for s in strides)
     arch["pads"] = tuple(int(p) for p in pads)
     return arch
-
-
-def _open_weights(h5_file):
-    """Open a weights file for reading, with an error that says how to get the file."""
-    try:
-        return h5py.File(h5_file, "r")
-    except FileNotFoundError:
-        raise FileNotFoundError(
-            f"weights file {h5_file} not found: run datasets/get_pretrained_model.sh for the classic "
-            f"model, or use asgn3.data_paths.pretrained_model_path() for the one that is present") from None
 
 
 class PretrainedCNN:
@@ -153,9 +148,6 @@ class PretrainedCNN:
         self.num_layers = self.num_conv + 2
 
         self.feature_sizes = self._feature_sizes(self.input_size)
-        if self.feature_sizes[-1] < 1:
-            raise ValueError(f"input_size={self.input_size} is too small for these convolutions: the spatial "
-                             f"sizes would be {self.feature_sizes}")
         self.bn_params = [
             {"mode": "test", "running_mean": np.zeros(dim, dtype), "running_var": np.ones(dim, dtype)}
             for dim in (*self.num_filters, self.hidden_dim)
@@ -167,10 +159,15 @@ class PretrainedCNN:
 
     def _feature_sizes(self, size):
         """Spatial sizes after each conv block for a size x size input."""
-        sizes = []
-        for k, cp in zip(self.filter_sizes, self.conv_params, strict=True):
-            size = conv_output_size(size, k, cp["stride"], cp["pad"])
+        sizes, channels = [], self.in_channels
+        for f, k, cp in zip(self.num_filters, self.filter_sizes, self.conv_params, strict=True):
+            try:
+                _, _, size, _ = conv_output_shape((1, channels, size, size), (f, channels, k, k), (f,), cp)
+            except ValueError as err:
+                raise ValueError(f"input_size={self.input_size} is too small for these convolutions, after "
+                                 f"spatial sizes {sizes}: {err}") from err
             sizes.append(size)
+            channels = f
         return sizes
 
     def param_shapes(self):
