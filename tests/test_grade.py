@@ -442,3 +442,39 @@ def test_numbers_are_compared_here_not_trusted_from_the_child():
     assert np.load  # the grader reads with allow_pickle=False (see read_outcomes)
     source = (KIT_DIR / "staff" / "grade.py").read_text()
     assert "allow_pickle=False" in source and "pickle.load" not in source
+
+
+WEAK_PROBE = r'''
+import json, os, socket, subprocess, sys
+kit, job = sys.argv[1], sys.argv[2]
+found = {}
+for name, attempt in [
+        ("network", lambda: socket.create_connection(("127.0.0.1", 9), timeout=1)),
+        ("reference", lambda: open(os.path.join(KIT_DIR, "asgn3", "rnn_layers.py")).read()),
+        ("process", lambda: subprocess.run(["cat", os.path.join(KIT_DIR, "asgn3", "rnn_layers.py")])),
+        ("system", lambda: os.system("true"))]:
+    try:
+        attempt()
+        found[name] = "allowed"
+    except Exception as error:
+        found[name] = f"refused: {type(error).__name__}: {error}"
+open(os.path.join(job, "found.json"), "w").write(json.dumps(found))
+'''
+
+
+def test_the_weak_level_refuses_network_processes_and_the_reference(tmp_path, monkeypatch):
+    """Where the namespace sandbox is not available, an audit hook does what it can (and says so)."""
+    import staff.sandbox
+
+    monkeypatch.setattr(staff.sandbox, "_ISOLATION", "rlimits")
+    kit, job = tmp_path / "kit", tmp_path / "job"
+    kit.mkdir()
+    job.mkdir()
+    runner = (KIT_DIR / "staff" / "runner.py").read_text()
+    # the probe runs after the runner's guard, as a submission would
+    (kit / "probe.py").write_text(runner.split("def main(")[0] + "_guard(os.environ['ASGN3_SANDBOX_WEAK'])\n"
+                                  + WEAK_PROBE.replace("KIT_DIR", repr(str(KIT_DIR))))
+    result = run_untrusted(kit, job, "probe.py", Limits(cpu_seconds=10, wall_seconds=20))
+    found = json.loads((job / "found.json").read_text())
+    print(found, result)
+    assert all(value.startswith("refused: PermissionError") for value in found.values()), found
