@@ -75,7 +75,7 @@ def rnn_step_backward(dnext_h, cache):
     """
     dx, dprev_h, dWx, dWh, db = None, None, None, None, None
     ###########################################################################
-    # TODO: Implement the backward pass for a single step of a vanilla RNN.  #
+    # TODO: Implement the backward pass for a single step of a vanilla RNN.   #
     # Hint: d tanh(a) / da = 1 - tanh(a)**2. First find da, the gradient of   #
     # the pre-activation (N, H); every other gradient is a product with it.   #
     # When the forward got Wx=None, dx is da itself and dWx is None.          #
@@ -116,7 +116,7 @@ def rnn_forward(x, h0, Wx, Wh, b):
     h, cache = None, None
     ###########################################################################
     # TODO: Implement forward pass for a vanilla RNN running on a sequence of #
-    # input data. Compute the input projection of all T steps in one matrix  #
+    # input data. Compute the input projection of all T steps in one matrix   #
     # product, xw = x Wx of shape (N, T, H) (reshape x to (N*T, D) first);    #
     # then loop over time, calling rnn_step_forward(xw[:, t], prev_h, None,   #
     # Wh, b) and keeping every step's cache.                                  #
@@ -153,12 +153,12 @@ def rnn_backward(dh, cache):
     """
     dx, dh0, dWx, dWh, db = None, None, None, None, None
     ###########################################################################
-    # TODO: Implement the backward pass for a vanilla RNN running an entire  #
-    # sequence of data. Loop backward in time: the hidden state of step t    #
-    # receives dh[:, t] from above plus the dprev_h coming back from step    #
-    # t+1. rnn_step_backward gives the gradient of each step's projected     #
+    # TODO: Implement the backward pass for a vanilla RNN running an entire   #
+    # sequence of data. Loop backward in time: the hidden state of step t     #
+    # receives dh[:, t] from above plus the dprev_h coming back from step     #
+    # t+1. rnn_step_backward gives the gradient of each step's projected      #
     # input (N, H); stack them into dxw (N, T, H) and finish with one matrix  #
-    # product each for dx and dWx. dWh and db are sums over time.            #
+    # product each for dx and dWx. dWh and db are sums over time.             #
     ###########################################################################
     # *****START OF YOUR CODE*****
     x, Wx, Wh, step_caches = cache
@@ -200,8 +200,8 @@ def word_embedding_forward(x, W):
                          f"got values from {x.min()} to {x.max()}")
     out, cache = None, None
     ###########################################################################
-    # TODO: Implement the forward pass for word embeddings. This is a single #
-    # line: integer array indexing picks row x[n, t] of W for every (n, t).  #
+    # TODO: Implement the forward pass for word embeddings. This is a single  #
+    # line: integer array indexing picks row x[n, t] of W for every (n, t).   #
     ###########################################################################
     # *****START OF YOUR CODE*****
     out = W[x]
@@ -224,9 +224,9 @@ def word_embedding_backward(dout, cache):
     """
     dW = None
     ###########################################################################
-    # TODO: Implement the backward pass for word embeddings. A word that     #
-    # appears several times gets the sum of its gradients: dW[x] += dout     #
-    # would keep only one of them. Use np.add.at.                            #
+    # TODO: Implement the backward pass for word embeddings. A word that      #
+    # appears several times gets the sum of its gradients: dW[x] += dout      #
+    # would keep only one of them. Use np.add.at.                             #
     ###########################################################################
     # *****START OF YOUR CODE*****
     x, W_shape, W_dtype = cache
@@ -249,11 +249,11 @@ def sigmoid(x):
     out = None
     ###########################################################################
     # TODO: Compute the sigmoid without overflow. exp(-x) overflows for large #
-    # negative x and exp(x) for large positive x, but exp of a number <= 0   #
-    # never does. Multiplying 1 / (1 + exp(-x)) above and below by exp(x)    #
-    # where x < 0 gives, for every x,                                        #
+    # negative x and exp(x) for large positive x, but exp of a number <= 0    #
+    # never does. Multiplying 1 / (1 + exp(-x)) above and below by exp(x)     #
+    # where x < 0 gives, for every x,                                         #
     #   sigmoid(x) = exp(min(x, 0)) / (1 + exp(-|x|)).                        #
-    # (It also keeps the precision of tiny values such as sigmoid(-50).)     #
+    # (It also keeps the precision of tiny values such as sigmoid(-50).)      #
     ###########################################################################
     # *****START OF YOUR CODE*****
     out = np.exp(np.minimum(x, 0)) / (1 + np.exp(-np.abs(x)))
@@ -283,13 +283,13 @@ def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
     """
     next_h, next_c, cache = None, None, None
     ###########################################################################
-    # TODO: Implement the forward pass for a single timestep of an LSTM.     #
-    # The activation vector a = x Wx + prev_h Wh + b has shape (N, 4H); its  #
-    # four blocks of H columns are, in this order,                           #
-    #   i = sigmoid(a[:, :H]), f = sigmoid(a[:, H:2H]),                      #
-    #   o = sigmoid(a[:, 2H:3H]), g = tanh(a[:, 3H:]).                       #
-    #   next_c = f * prev_c + i * g,   next_h = o * tanh(next_c).            #
-    # When Wx is None, x already holds x Wx. Use the stable sigmoid above.   #
+    # TODO: Implement the forward pass for a single timestep of an LSTM.      #
+    # The activation vector a = x Wx + prev_h Wh + b has shape (N, 4H); its   #
+    # four blocks of H columns are, in this order,                            #
+    #   i = sigmoid(a[:, :H]), f = sigmoid(a[:, H:2H]),                       #
+    #   o = sigmoid(a[:, 2H:3H]), g = tanh(a[:, 3H:]).                        #
+    #   next_c = f * prev_c + i * g,   next_h = o * tanh(next_c).             #
+    # When Wx is None, x already holds x Wx. Use the stable sigmoid above.    #
     ###########################################################################
     # *****START OF YOUR CODE*****
     H = prev_h.shape[1]
@@ -326,13 +326,13 @@ def lstm_step_backward(dnext_h, dnext_c, cache):
     """
     dx, dprev_h, dprev_c, dWx, dWh, db = None, None, None, None, None, None
     ###########################################################################
-    # TODO: Implement the backward pass for a single timestep of an LSTM.    #
-    # next_c reaches the loss twice: directly (dnext_c) and through next_h   #
-    # = o * tanh(next_c). Add both, then go back through next_c = f*prev_c + #
-    # i*g to the four gates, and through each gate's nonlinearity to da      #
-    # (N, 4H), in the order i, f, o, g. HINT: sigmoid'(a) = s * (1 - s) and  #
-    # tanh'(a) = 1 - t**2 with s, t the values kept from the forward pass.   #
-    # When the forward got Wx=None, dx is da itself and dWx is None.         #
+    # TODO: Implement the backward pass for a single timestep of an LSTM.     #
+    # next_c reaches the loss twice: directly (dnext_c) and through next_h    #
+    # = o * tanh(next_c). Add both, then go back through next_c = f*prev_c +  #
+    # i*g to the four gates, and through each gate's nonlinearity to da       #
+    # (N, 4H), in the order i, f, o, g. HINT: sigmoid'(a) = s * (1 - s) and   #
+    # tanh'(a) = 1 - t**2 with s, t the values kept from the forward pass.    #
+    # When the forward got Wx=None, dx is da itself and dWx is None.          #
     ###########################################################################
     # *****START OF YOUR CODE*****
     x, prev_h, prev_c, Wx, Wh, gates, tanh_c = cache
@@ -383,10 +383,10 @@ def lstm_forward(x, h0, Wx, Wh, b):
     _check_sequence_inputs(x, h0, Wx, Wh, b, gates=4)
     h, cache = None, None
     ###########################################################################
-    # TODO: Implement the forward pass for an LSTM over an entire timeseries.#
-    # As in rnn_forward: project all T inputs at once (xw = x Wx, shape      #
-    # (N, T, 4H)), then loop over time with lstm_step_forward(xw[:, t],      #
-    # prev_h, prev_c, None, Wh, b). The first cell state is zeros (N, H).    #
+    # TODO: Implement the forward pass for an LSTM over an entire timeseries. #
+    # As in rnn_forward: project all T inputs at once (xw = x Wx, shape       #
+    # (N, T, 4H)), then loop over time with lstm_step_forward(xw[:, t],       #
+    # prev_h, prev_c, None, Wh, b). The first cell state is zeros (N, H).     #
     ###########################################################################
     # *****START OF YOUR CODE*****
     N, T, D = x.shape
@@ -420,10 +420,10 @@ def lstm_backward(dh, cache):
     """
     dx, dh0, dWx, dWh, db = None, None, None, None, None
     ###########################################################################
-    # TODO: Implement the backward pass for an LSTM over an entire timeseries#
-    # of data. As in rnn_backward, loop backward in time, carrying dprev_h   #
-    # and dprev_c (both start at zero); collect the gradient of each step's  #
-    # projected input into dxw (N, T, 4H) and finish with one matrix product #
+    # TODO: Implement the backward pass for an LSTM over an entire timeseries #
+    # of data. As in rnn_backward, loop backward in time, carrying dprev_h    #
+    # and dprev_c (both start at zero); collect the gradient of each step's   #
+    # projected input into dxw (N, T, 4H) and finish with one matrix product  #
     # each for dx and dWx.                                                    #
     ###########################################################################
     # *****START OF YOUR CODE*****
@@ -466,8 +466,8 @@ def temporal_affine_forward(x, w, b):
                          f"got {x.shape}")
     out, cache = None, None
     ###########################################################################
-    # TODO: Implement the temporal affine forward pass: the same affine map  #
-    # at every time step, as one matrix product on x reshaped to (N*T, D).   #
+    # TODO: Implement the temporal affine forward pass: the same affine map   #
+    # at every time step, as one matrix product on x reshaped to (N*T, D).    #
     ###########################################################################
     # *****START OF YOUR CODE*****
     N, T, D = x.shape
@@ -492,8 +492,8 @@ def temporal_affine_backward(dout, cache):
     """
     dx, dw, db = None, None, None
     ###########################################################################
-    # TODO: Implement the temporal affine backward pass, again with x and    #
-    # dout reshaped to two dimensions (N*T rows).                            #
+    # TODO: Implement the temporal affine backward pass, again with x and     #
+    # dout reshaped to two dimensions (N*T rows).                             #
     ###########################################################################
     # *****START OF YOUR CODE*****
     x, w = cache
@@ -534,10 +534,10 @@ def temporal_softmax_loss(x, y, mask, verbose=False):
                          f"got x {x.shape}, y {np.shape(y)}, mask {np.shape(mask)}")
     loss, dx = None, None
     ###########################################################################
-    # TODO: Implement the temporal softmax loss. Flatten x to (N*T, V) and y,#
-    # mask to (N*T,). Subtract each row's maximum before exponentiating, use #
-    # log-softmax for the loss, and multiply both the per-step losses and    #
-    # the rows of dx by the mask. Divide by N, the batch size, only.         #
+    # TODO: Implement the temporal softmax loss. Flatten x to (N*T, V) and y, #
+    # mask to (N*T,). Subtract each row's maximum before exponentiating, use  #
+    # log-softmax for the loss, and multiply both the per-step losses and     #
+    # the rows of dx by the mask. Divide by N, the batch size, only.          #
     ###########################################################################
     # *****START OF YOUR CODE*****
     N, T, V = x.shape

@@ -140,7 +140,7 @@ class CaptioningRNN:
 
         loss, grads = None, None
         ############################################################################
-        # TODO: Implement the forward and backward passes for the CaptioningRNN.  #
+        # TODO: Implement the forward and backward passes for the CaptioningRNN.   #
         # In the forward pass you will need to do the following:                   #
         # (1) Use an affine transformation to compute the initial hidden state     #
         #     from the image features. This should produce an array of shape (N, H)#
@@ -235,24 +235,24 @@ class CaptioningRNN:
         W_vocab, b_vocab = self.params["W_vocab"], self.params["b_vocab"]
 
         ###########################################################################
-        # TODO: Implement test-time sampling for the model. You will need to     #
-        # initialize the hidden state of the RNN by applying the learned affine  #
-        # transform to the input image features. The first word that you feed   #
-        # to the RNN should be the <START> token; its value is stored in the     #
-        # variable self._start. At each timestep you will need to:               #
+        # TODO: Implement test-time sampling for the model. You will need to      #
+        # initialize the hidden state of the RNN by applying the learned affine   #
+        # transform to the input image features. The first word that you feed     #
+        # to the RNN should be the <START> token; its value is stored in the      #
+        # variable self._start. At each timestep you will need to:                #
         # (1) Embed the previous word using the learned word embeddings           #
-        # (2) Make an RNN step using the previous hidden state and the embedded  #
-        #     current word to get the next hidden state.                         #
-        # (3) Apply the learned affine transformation to the next hidden state to#
-        #     get scores for all words in the vocabulary                         #
-        # (4) Select the word with the highest score as the next word, writing it#
-        #     to the appropriate slot in the captions variable                   #
+        # (2) Make an RNN step using the previous hidden state and the embedded   #
+        #     current word to get the next hidden state.                          #
+        # (3) Apply the learned affine transformation to the next hidden state to #
+        #     get scores for all words in the vocabulary                          #
+        # (4) Select the word with the highest score as the next word, writing it #
+        #     to the appropriate slot in the captions variable                    #
         #                                                                         #
-        # A row that has produced self._end (the <END> word; None when the       #
-        # vocabulary has none) is finished: leave the rest of it <NULL>, and stop#
-        # the loop once every row is finished.                                   #
-        # NOTE: we are still working over minibatches in this function. Also if  #
-        # you are using an LSTM, initialize the first cell state to zeros.       #
+        # A row that has produced self._end (the <END> word; None when the        #
+        # vocabulary has none) is finished: leave the rest of it <NULL>, and stop #
+        # the loop once every row is finished.                                    #
+        # NOTE: we are still working over minibatches in this function. Also if   #
+        # you are using an LSTM, initialize the first cell state to zeros.        #
         ###########################################################################
         # *****START OF YOUR CODE*****
         h = features @ W_proj + b_proj
