@@ -108,6 +108,7 @@ def test_checkpoint_resume_continues_the_same_loss_curve(small_data, tmp_path):
     print("resumed: ", np.round(resumed.loss_history, 4))
     assert resumed.epoch == straight.epoch == 4
     assert np.allclose(resumed.loss_history, straight.loss_history, rtol=1e-5, atol=0)
+    assert resumed.val_epochs == straight.val_epochs == [1, 2, 3, 4]
     assert np.allclose(resumed.val_loss_history, straight.val_loss_history, rtol=1e-5)
     for resumed_bleu, straight_bleu in zip(resumed.val_bleu_history, straight.val_bleu_history, strict=True):
         assert resumed_bleu == pytest.approx(straight_bleu)
@@ -226,6 +227,21 @@ def test_check_accuracy_scores_against_all_references(small_data):
     solver = CaptioningSolver(OracleModel(data), data, verbose=False)
     assert solver.check_accuracy("val") == pytest.approx({f"bleu{n}": 1.0 for n in range(1, 5)})
     assert solver.check_accuracy("val", num_images=3) == pytest.approx({f"bleu{n}": 1.0 for n in range(1, 5)})
+
+
+def test_validation_schedule(small_data):
+    def validated_epochs(num_epochs, **options):
+        solver = CaptioningSolver(small_model(small_data), small_data, batch_size=40, num_epochs=num_epochs,
+                                  verbose=False, seed=0, num_val_captions=10, num_val_images=2, **options)
+        solver.train()
+        assert len(solver.val_loss_history) == len(solver.val_bleu_history) == len(solver.val_epochs)
+        return solver.val_epochs
+
+    assert validated_epochs(20) == list(range(2, 21, 2))  # about ten validations by default
+    assert validated_epochs(5) == [1, 2, 3, 4, 5]
+    assert validated_epochs(7, val_every=3) == [3, 6, 7]  # and always after the last epoch
+    with pytest.raises(ValueError, match="val_every must be None or a positive integer"):
+        CaptioningSolver(small_model(small_data), small_data, val_every=0)
 
 
 def test_validation_loss_and_best_params(small_data):
