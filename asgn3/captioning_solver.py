@@ -257,15 +257,17 @@ class CaptioningSolver:
             self._references[key] = (images, references)
         return self._references[key]
 
-    def check_accuracy(self, split="val", num_images=None, batch_size=100):
+    def check_accuracy(self, split="val", num_images=None, batch_size=100, **sample_options):
         """
         Caption images of a split with model.sample and score them with corpus BLEU-1..4 against all
         the reference captions of each image.
 
         Inputs:
         - split: 'train' or 'val'
-        - num_images: caption the first this many distinct images of the split (None: all)
+        - num_images: caption the first this many distinct images of the split, in the order they first
+          appear among its captions (None: all)
         - batch_size: images per call of model.sample
+        - sample_options: passed on to model.sample, e.g. beam_width=5 or max_length=20
 
         Returns:
         - dict {'bleu1': float, ..., 'bleu4': float}
@@ -274,7 +276,7 @@ class CaptioningSolver:
         features = self.data[f"{split}_features"]
         hypotheses = []
         for start in range(0, len(images), batch_size):
-            sampled = self.model.sample(features[images[start:start + batch_size]])
+            sampled = self.model.sample(features[images[start:start + batch_size]], **sample_options)
             hypotheses.extend(decode_captions(np.atleast_2d(sampled), self.data["idx_to_word"]))
         return bleu_scores(references, hypotheses)
 

@@ -216,9 +216,9 @@ class OracleModel:
     def loss(self, features, captions):
         return 0.0, {"w": np.zeros(1)}
 
-    def sample(self, features):
-        first = [np.flatnonzero(self.image_idxs == int(f[0]))[0] for f in features]
-        return self.captions[first, 1:]
+    def sample(self, features, which=0):
+        chosen = [np.flatnonzero(self.image_idxs == int(f[0]))[which] for f in features]
+        return self.captions[chosen, 1:]
 
 
 def test_check_accuracy_scores_against_all_references(small_data):
@@ -227,6 +227,12 @@ def test_check_accuracy_scores_against_all_references(small_data):
     solver = CaptioningSolver(OracleModel(data), data, verbose=False)
     assert solver.check_accuracy("val") == pytest.approx({f"bleu{n}": 1.0 for n in range(1, 5)})
     assert solver.check_accuracy("val", num_images=3) == pytest.approx({f"bleu{n}": 1.0 for n in range(1, 5)})
+    # sample options are passed on: another reference of each image (those with two or more) is perfect too
+    two = np.flatnonzero(np.bincount(data["val_image_idxs"]) >= 2)
+    data = {**data, "val_captions": data["val_captions"][np.isin(data["val_image_idxs"], two)],
+            "val_image_idxs": data["val_image_idxs"][np.isin(data["val_image_idxs"], two)]}
+    solver = CaptioningSolver(OracleModel(data), data, verbose=False)
+    assert solver.check_accuracy("val", which=1) == pytest.approx({f"bleu{n}": 1.0 for n in range(1, 5)})
 
 
 def test_validation_schedule(small_data):
