@@ -251,8 +251,10 @@ def test_bad_arguments_raise_value_errors():
 def test_beam_width_one_is_greedy(cell):
     model = small_model(cell, seed=8, scale=2.0)
     features = np.random.default_rng(8).standard_normal((25, 6))
-    assert np.array_equal(model.sample(features, max_length=9, beam_width=1),
-                          model.sample(features, max_length=9))
+    # sample(beam_width=1) is the greedy loop itself: run the beam search code with one beam directly
+    beam_of_one = model._beam_search(model._check_features(features), 9, 1)
+    assert np.array_equal(beam_of_one, model.sample(features, max_length=9))
+    assert np.array_equal(model.sample(features, max_length=9, beam_width=1), beam_of_one)
 
 
 @pytest.mark.parametrize("cell", CELLS)
