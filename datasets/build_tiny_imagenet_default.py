@@ -24,7 +24,7 @@ SEED = 231
 TRAIN_PER_CLASS = 2000
 VAL_PER_CLASS = 100
 TEST_PER_CLASS = 100
-JPEG_QUALITY = 90
+JPEG_QUALITY = 95
 
 # One wnid-like id per Fashion-MNIST class ('n' and eight digits; not real WordNet ids), and the names that
 # go to words.txt, most common first.
@@ -75,7 +75,7 @@ def render_images(rng, items):
     canvas = backgrounds(rng, n, IMAGE_SIZE, dark_background)
     tint_value = np.where(dark_background, 0.7 + 0.3 * rng.random(n), 0.2 + 0.25 * rng.random(n))
     tints = hsv_to_rgb(rng.random(n), rng.random(n), tint_value)
-    scale = rng.uniform(34.0, 62.0, size=n)
+    scale = rng.uniform(42.0, 62.0, size=n)
     top = rng.random(n) * (IMAGE_SIZE - scale)
     left = rng.random(n) * (IMAGE_SIZE - scale)
     boxes = paste_items(canvas, items, tints, top, left, scale)

@@ -90,10 +90,10 @@ def backgrounds(rng, n, size, dark):
     t = ((t + 0.71) / 1.42).astype(np.float32)[..., None]  # in [0, 1] for every direction
     bg = colours[:, None, None, 0, :] + t * (colours[:, None, None, 1, :] - colours[:, None, None, 0, :])
     # Smooth blotches: a coarse 5x5 grid of random offsets, resampled bilinearly to full size.
-    grid = rng.normal(0.0, 0.08, size=(n, 3, 5, 5)).astype(np.float32)
+    grid = rng.normal(0.0, 0.06, size=(n, 3, 5, 5)).astype(np.float32)
     R = resize_matrix(np.full(n, -size / 8), np.full(n, size * 1.25), size, in_size=5).astype(np.float32)
     bg += (R[:, None] @ grid @ R[:, None].transpose(0, 1, 3, 2)).transpose(0, 2, 3, 1)
-    bg += rng.standard_normal(size=(n, size, size, 3), dtype=np.float32) * np.float32(0.02)
+    bg += rng.standard_normal(size=(n, size, size, 3), dtype=np.float32) * np.float32(0.015)
     return np.clip(bg, 0.0, 1.0, out=bg)
 
 

@@ -8,7 +8,7 @@ best epoch by validation accuracy, and writes the weights in the classic HDF5 la
 next to them and a note of how it was trained.
 
 Usage (from the kit's folder, after `bash kit.sh setup` built the default data):
-    python datasets/train_default_model.py [--epochs 16] [--out FILE.h5]
+    python datasets/train_default_model.py [--epochs 11] [--out FILE.h5]
 """
 import argparse
 import hashlib
@@ -53,9 +53,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_TINY_IMAGENET_DIR)
     parser.add_argument("--out", type=Path, default=DEFAULT_PRETRAINED_MODEL)
-    parser.add_argument("--epochs", type=int, default=16)
+    parser.add_argument("--epochs", type=int, default=11)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
-    parser.add_argument("--lr-decay", type=float, default=0.85)
+    parser.add_argument("--lr-decay", type=float, default=0.8)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--max-train-per-class", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)

@@ -60,7 +60,7 @@ def test_boxes_frame_the_item(small_build):
         name, x0, y0, x1, y1 = line.split("\t")
         x0, y0, x1, y1 = map(int, (x0, y0, x1, y1))
         assert 0 <= x0 < x1 <= 63 and 0 <= y0 < y1 <= 63
-        assert (x1 - x0) >= 10 and (y1 - y0) >= 10  # items are drawn at 34 to 62 pixels
+        assert (x1 - x0) >= 10 and (y1 - y0) >= 10  # items are drawn at 42 to 62 pixels
         assert (small_build / "train" / wnid / "images" / name).is_file()
     val_lines = (small_build / "val" / "val_annotations.txt").read_text().splitlines()
     assert len(val_lines) == 100 and all(len(line.split("\t")) == 6 for line in val_lines)
