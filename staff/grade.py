@@ -112,14 +112,16 @@ def write_jobs(job_dir, jobs):
 
 def _run_failure(result):
     """Why a run stopped without reporting a job: timeout, resource limit, crash."""
+    code = result.returncode
+    signal = -code if code < 0 else code - 128 if code > 128 else 0
     if result.timed_out:
         why = f"timed out (no result after {result.seconds:.0f} s; the wall-clock limit)"
-    elif result.returncode in (-9, -24, 137):
-        why = "killed by a resource limit (CPU time or processes)"
-    elif result.returncode < 0:
-        why = f"crashed (signal {-result.returncode})"
+    elif signal in (9, 24, 25):
+        why = f"killed by a resource limit (CPU time, processes or file size; signal {signal})"
+    elif signal:
+        why = f"crashed (signal {signal})"
     else:
-        why = f"the process exited (code {result.returncode}) before reporting"
+        why = f"the process exited (code {code}) before reporting"
     tail = [line for line in result.output.strip().splitlines() if line.strip()][-3:]
     return why + (": " + " | ".join(line.strip()[:200] for line in tail) if tail else "")
 

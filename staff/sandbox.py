@@ -44,6 +44,7 @@ class Limits:
     file_mb: int = 64
     processes: int = 32
     open_files: int = 256
+    job_mb: int = 256  # size of the job folder (a tmpfs) in the namespaces sandbox
 
 
 @dataclass
@@ -66,10 +67,26 @@ def isolation():
     with _ISOLATION_LOCK:  # checks run in threads: all must wait for the one probe
         if _ISOLATION is None:
             level = "rlimits"
-            if sys.platform.startswith("linux") and os.geteuid() == 0 and shutil.which("unshare") \
-                    and shutil.which("setpriv"):
-                probe = subprocess.run(["unshare", "--net", "--mount", "--pid", "--fork", "--kill-child",
-                                        "--mount-proc", "true"], capture_output=True, timeout=60)
+            if (
+                sys.platform.startswith("linux")
+                and os.geteuid() == 0
+                and shutil.which("unshare")
+                and shutil.which("setpriv")
+            ):
+                probe = subprocess.run(
+                    [
+                        "unshare",
+                        "--net",
+                        "--mount",
+                        "--pid",
+                        "--fork",
+                        "--kill-child",
+                        "--mount-proc",
+                        "true",
+                    ],
+                    capture_output=True,
+                    timeout=60,
+                )
                 if probe.returncode == 0:
                     level = "namespaces"
             _ISOLATION = level
@@ -113,10 +130,13 @@ _SETUP = r"""
 set -e
 mount --make-rprivate /
 mount -t tmpfs -o size=1m,mode=755 tmpfs "$STAGE"
-mkdir "$STAGE/kit" "$STAGE/job" "$STAGE/py"
+mkdir "$STAGE/kit" "$STAGE/job" "$STAGE/out" "$STAGE/py"
 mount --bind "$KIT" "$STAGE/kit"
 mount -o remount,bind,ro "$STAGE/kit"
-mount --bind "$JOB" "$STAGE/job"
+mount -t tmpfs -o "size=${JOB_MB}m,mode=700" tmpfs "$STAGE/job"
+find "$JOB" -maxdepth 1 -type f -exec cp {} "$STAGE/job/" \;
+chown -R "$SANDBOX_UID:$SANDBOX_UID" "$STAGE/job"
+mount --bind "$JOB" "$STAGE/out"
 if [ -n "$PYDIR" ]; then mount --bind "$PYDIR" "$STAGE/py"; mount -o remount,bind,ro "$STAGE/py"; fi
 if [ -n "$BASE" ]; then
   mkdir "$STAGE/base"
@@ -130,11 +150,18 @@ for dir in $HIDE; do
   if [ -d "$dir" ]; then mount -t tmpfs -o ro,size=4k,mode=755 tmpfs "$dir"; fi
 done
 mount --move "$STAGE" /tmp
+mount -o remount,bind,ro /
 cd /tmp/job
-exec setpriv --reuid="$SANDBOX_UID" --regid="$SANDBOX_UID" --clear-groups --no-new-privs \
+set +e
+setpriv --reuid="$SANDBOX_UID" --regid="$SANDBOX_UID" --clear-groups --no-new-privs \
   --inh-caps=-all --bounding-set=-all env -i PATH=/usr/bin:/bin HOME=/tmp/job LANG=C.UTF-8 \
   MPLBACKEND=Agg MPLCONFIGDIR=/tmp/job OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 \
   PYTHONDONTWRITEBYTECODE=1 "$@"
+status=$?
+# Stop whatever the submission left running, then hand back its regular result files only.
+setpriv --reuid="$SANDBOX_UID" --regid="$SANDBOX_UID" --clear-groups kill -9 -1 2>/dev/null
+find /tmp/job -maxdepth 1 -type f \( -name 'status_*.json' -o -name 'out_*.npz' \) -exec cp {} /tmp/out/ \;
+exit $status
 """
 
 
@@ -168,10 +195,7 @@ def run_untrusted(kit_dir, job_dir, script, limits=Limits()):
     log = job_dir.parent / f"{job_dir.name}.log"
     if isolation() == "namespaces":
         uid = 100000 + (os.getpid() % 20000) * 64 + next(_uids) % 64
-        os.chown(job_dir, uid, uid)
-        os.chmod(job_dir, 0o700)
-        for path in job_dir.iterdir():
-            os.chown(path, uid, uid)
+        os.chmod(job_dir, 0o700)  # the child works on its own copy, in a size-limited tmpfs
         stage = job_dir.parent / f"{job_dir.name}.stage"
         stage.mkdir()
         pydir, python = _python_dirs()
@@ -186,6 +210,7 @@ def run_untrusted(kit_dir, job_dir, script, limits=Limits()):
             "JOB": str(job_dir),
             "PYDIR": str(pydir or ""),
             "SANDBOX_UID": str(uid),
+            "JOB_MB": str(limits.job_mb),
             "HIDE": " ".join(hide),
         }
         argv = [
