@@ -527,6 +527,8 @@ def captioning_checks(rng, question, cell_type, points):
         "features": _normal(rng, 4, sizes["input_dim"]) * 2,
         **captioning_params(rng, sizes, cell_type),
     }
+    # Like a trained model, never predict <NULL> (the stub's captions are all <NULL>: they must not match)
+    sample_arrays["param_b_vocab"][0] = -10.0
     sample_job = Job("captioning_sample", {**options, "max_length": 7}, sample_arrays)
 
     def judge_sample(ctx):
