@@ -639,6 +639,23 @@ def cnn_job(arrays, function, inputs, **kwargs):
     return Job("cnn", options, arrays)
 
 
+def foolable_image(rng, model):
+    """A fresh image and a target class (among the 3rd to 6th most likely) that the master's
+    make_fooling_image reaches within its 100 steps with a small change: a fair task on this random CNN,
+    where a few images are much harder to fool than the others."""
+    from asgn3.image_gradients import make_fooling_image
+
+    for _ in range(20):
+        X = _normal(rng, 1, 3, 64, 64, scale=60.0)
+        target = int(np.argsort(model.loss(X)[0])[::-1][rng.integers(2, 6)])
+        fooled = make_fooling_image(X, target, model)
+        if np.argmax(model.loss(fooled)[0]) == target and np.linalg.norm(fooled - X) < 0.1 * np.linalg.norm(
+            X
+        ):
+            return X, target
+    raise RuntimeError("no foolable image found for the hidden fooling check (a grader bug)")
+
+
 def image_gradient_checks(rng):
     """Q3: saliency maps against the reference (5), a fooling image that fools the model (5)."""
     params = cnn_params(rng)
@@ -649,9 +666,8 @@ def image_gradient_checks(rng):
         got = value(ctx.student[0], "out", "compute_saliency_maps")
         return 1.0, compare("compute_saliency_maps", got, ctx.reference[0].arrays["out"], VALUE_TOL)
 
-    X = _normal(rng, 1, 3, 64, 64, scale=60.0)
     model = trusted_cnn(params)
-    target = int(np.argmin(model.loss(X)[0]))  # the least likely class: the hardest target
+    X, target = foolable_image(rng, model)
     fooling = {**params, "X": X}
     fooling_job = cnn_job(fooling, "make_fooling_image", ["X", target])
 
