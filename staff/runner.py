@@ -129,14 +129,18 @@ def _captioning_model(arrays, options):
     return model
 
 
+def _loss_and_grads(model, features, captions):
+    """model.loss(features, captions), with a clear error for the stub's (None, None)."""
+    loss, grads = model.loss(features, captions)
+    if loss is None or grads is None:
+        raise NotImplementedError("CaptioningRNN.loss returned None: not implemented yet (still the stub)")
+    return loss, grads
+
+
 def task_captioning_loss(arrays, options):
     """CaptioningRNN.loss on features and captions: the loss and every gradient (grad_<param>)."""
     model = _captioning_model(arrays, options)
-    loss, grads = model.loss(arrays["features"], arrays["captions"])
-    if grads is None:
-        raise NotImplementedError(
-            "CaptioningRNN.loss returned grads=None: not implemented yet (still the stub)"
-        )
+    loss, grads = _loss_and_grads(model, arrays["features"], arrays["captions"])
     return {"loss": loss, **{f"grad_{key}": value for key, value in grads.items()}}
 
 
@@ -171,10 +175,10 @@ def task_captioning_overfit(arrays, options):
     np.random.seed(options["seed"])
     model = _captioning_model({}, options)
     features, captions = arrays["features"], arrays["captions"]
-    initial_loss = model.loss(features, captions)[0]
+    initial_loss = _loss_and_grads(model, features, captions)[0]
     configs = {key: {"learning_rate": options["learning_rate"]} for key in model.params}
     for _ in range(options["iterations"]):
-        _, grads = model.loss(features, captions)
+        _, grads = _loss_and_grads(model, features, captions)
         for key in model.params:
             model.params[key], configs[key] = adam(model.params[key], grads[key], configs[key])
     final_loss = model.loss(features, captions)[0]
