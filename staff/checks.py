@@ -3,9 +3,11 @@
 A Check names the jobs to run on the submission (inside the sandbox, in one process per check) and on
 the reference (in a separate trusted process), and a judge that compares the two as plain arrays, here,
 in the grader. Gradients are judged against numeric gradients of the *reference* forward pass on the
-same inputs, so a submission cannot pass by being consistent with its own wrong forward pass. Behaviour
-checks (overfitting, fooling, the image generators) hand the submission's result (trained parameters,
-images) back to the trusted process, which evaluates it with the reference model.
+same inputs, so a submission cannot pass by being consistent with its own wrong forward pass. A check
+made of several arrays gives credit per array. Behaviour checks: the overfit check hands the trained
+parameters to a trusted reference process, which computes their loss; the fooling check classifies the
+returned image with the master's CNN here (infrastructure, no student code); the image generators draw
+their noise and jitter from a seed, so their images are compared with the reference's.
 
 Points: Q1 RNN captioning 40, Q2 LSTM captioning 35, Q3 image gradients 10, Q4 image generation 15.
 """
