@@ -59,6 +59,8 @@ def main():
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--max-train-per-class", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--init", type=Path, default=None,
+                        help="start from the weights in this file (to continue a training run)")
     args = parser.parse_args()
 
     started = time.time()
@@ -66,8 +68,11 @@ def main():
                               max_train_per_class=args.max_train_per_class)
     print(f"loaded {data['X_train'].shape[0]} training and {data['X_val'].shape[0]} validation images in "
           f"{time.time() - started:.0f} s", flush=True)
-    model = PretrainedCNN(num_classes=len(data["class_names"]), num_filters=NUM_FILTERS,
-                          hidden_dim=HIDDEN_DIM, seed=args.seed)
+    if args.init is not None:
+        model = PretrainedCNN(h5_file=args.init)
+    else:
+        model = PretrainedCNN(num_classes=len(data["class_names"]), num_filters=NUM_FILTERS,
+                              hidden_dim=HIDDEN_DIM, seed=args.seed)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     checkpoint = args.out.with_name(args.out.stem + ".best-so-far.h5")
     best = {"acc": -1.0}
@@ -93,11 +98,14 @@ def main():
             f"hidden_dim={HIDDEN_DIM})\n"
             f"training: adam, learning_rate {args.learning_rate}, lr_decay {args.lr_decay}, "
             f"batch {args.batch_size}, "
-            f"{args.epochs} epochs over {data['X_train'].shape[0]} images, random flips, seed {args.seed}\n"
+            f"{args.epochs} epochs over {data['X_train'].shape[0]} images, random flips, seed {args.seed}"
+            f"{f', starting from {args.init}' if args.init else ''}\n"
             f"best validation accuracy: {trainer.best_val_acc:.4f} on {data['X_val'].shape[0]} images\n"
             f"run time: {minutes:.1f} minutes\n"
             f"sha256: {digest}\n")
-    args.out.with_suffix(".txt").write_text(note)
+    # A continued run adds its note to the first run's, so the file tells the whole history.
+    with open(args.out.with_suffix(".txt"), "a" if args.init is not None else "w") as f:
+        f.write(("\n" if args.init is not None else "") + note)
     print(note, end="")
 
 
