@@ -122,19 +122,25 @@ def _write_release_file(source, target, name):
     return 0
 
 
-def reference_lines(kit_dir, names):
+def reference_lines(kit_dir, names, shared=False):
     """The non-trivial lines of every reference region, stripped: what must not reach the student kit.
 
     Trivial lines are blank lines, comments, `pass`, and lines that also appear outside the regions of
-    the master (a `return out, cache` or `N, T, D = x.shape` may legitimately be there too).
+    the master (a `return out, cache` or `N, T, D = x.shape` may legitimately be there too). With
+    shared=True, returns instead those lines of the regions (longer than 12 characters) that the
+    master also has outside them: the student sees them, which may give part of a solution away.
     """
     secret, public = set(), set()
+    marked = marked_modules(kit_dir, names)
     for name in names:
         if not name.endswith((".py", ".ipynb")) or name.startswith(STAFF_PREFIXES) or name in STAFF_TESTS:
             continue
         for text in _code_texts(Path(kit_dir) / name):
             secret |= {line.strip() for line in region_lines(text, name)}
-            public |= {line.strip() for line in outside_lines(text, name)}
+            if not is_staff_only(name, kit_dir, marked):  # only what the student kit shows is public
+                public |= {line.strip() for line in outside_lines(text, name)}
+    if shared:
+        return {line for line in secret & public if len(line) > 12 and not line.startswith("#")}
     return {line for line in secret - public if line and not line.startswith("#") and line != "pass"}
 
 
@@ -210,6 +216,11 @@ def release(out_dir, kit_dir=KIT_DIR, verbose=True):
     if verbose:
         print(f"student kit: {len(released)} files in {out_dir}, {regions} regions stubbed, zip {archive}")
         print("left out (staff only): " + (", ".join(left_out) or "nothing"))
+        shared = sorted(reference_lines(kit_dir, names, shared=True))
+        if shared:
+            print(f"note: {len(shared)} lines of reference code also appear outside the markers, so the "
+                  "student kit shows them (check that they give nothing away):")
+            print("\n".join(f"  {line}" for line in shared))
     return {"files": released, "left_out": left_out, "regions": regions, "zip": archive}
 
 
