@@ -17,14 +17,34 @@ import traceback
 
 
 def _guard(master_dir):
-    """The weak isolation level: an audit hook (which Python code cannot remove) refusing sockets,
-    new processes, and opening files of the staff checkout other than its Python environment.
+    """The weak isolation level: an audit hook (which Python code cannot remove) refusing sockets, new
+    processes, signals, ctypes, and opening files of the staff checkout other than its Python environment.
 
-    Only for machines without the namespace sandbox; C code (ctypes, an extension) can get around it.
+    Only for machines without the namespace sandbox; C code in an extension module can get around it.
+    numpy, scipy.ndimage, tqdm and ctypes are imported first, since importing them loads libraries.
     """
+    import ctypes  # noqa: F401
+
+    import numpy  # noqa: F401
+    import scipy.ndimage  # noqa: F401
+    import tqdm.auto  # noqa: F401
+
     master = os.path.realpath(master_dir) + os.sep
     allowed = tuple(os.path.realpath(p) + os.sep for p in (sys.prefix, sys.base_prefix))
-    refused = ("socket.", "subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "pty.")
+    refused = (
+        "socket.",
+        "subprocess.Popen",
+        "os.system",
+        "os.exec",
+        "os.posix_spawn",
+        "os.spawn",
+        "pty.",
+        "os.fork",
+        "os.kill",
+        "os.killpg",
+        "signal.pthread_kill",
+        "ctypes.",
+    )
 
     def hook(event, args):
         if event.startswith(refused):

@@ -475,9 +475,13 @@ for name, attempt in [
         ("network", lambda: socket.create_connection(("127.0.0.1", 9), timeout=1)),
         ("reference", lambda: open(os.path.join(KIT_DIR, "asgn3", "rnn_layers.py")).read()),
         ("process", lambda: subprocess.run(["cat", os.path.join(KIT_DIR, "asgn3", "rnn_layers.py")])),
-        ("system", lambda: os.system("true"))]:
+        ("system", lambda: os.system("true")),
+        ("signal", lambda: os.kill(os.getpid(), 0)),  # signal 0: harmless even if it were allowed
+        ("fork", os.fork),
+        ("ctypes", lambda: __import__("ctypes").CDLL(None))]:
     try:
-        attempt()
+        if attempt() == 0:  # a forked child (were fork allowed) leaves at once
+            os._exit(0)
         found[name] = "allowed"
     except Exception as error:
         found[name] = f"refused: {type(error).__name__}: {error}"
