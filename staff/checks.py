@@ -85,7 +85,7 @@ def value(outcome, key, what):
     if not outcome.ok:
         raise Failed(f"{what} failed: {outcome.error}")
     if key in outcome.missing:
-        raise Failed(f"{what}: {key} is None: the function is not implemented yet (still the stub)")
+        raise Failed(f"{what}: {key} is None: not implemented yet (still the stub?)")
     if key not in outcome.arrays:
         raise Failed(f"{what} did not return {key}")
     return outcome.arrays[key]

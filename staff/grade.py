@@ -370,8 +370,8 @@ def format_table(result, title=""):
     width = max([len(t["name"]) for t in result["tests"]] + [20])
     lines.append(f"{'check':<{width}}  {'points':>11}  result")
     for test in result["tests"]:
-        first = test["output"].splitlines()[0] if test["output"] else ""
-        why = "" if test["status"] == "passed" else f"  {first[:100]}"
+        failures = [line for line in test["output"].splitlines() if not line.endswith(" OK")]
+        why = f"  {failures[0][:100]}" if test["status"] != "passed" and failures else ""
         lines.append(
             f"{test['name']:<{width}}  {test['score']:>5g} / {test['max_score']:<3g}  {test['status']}{why}"
         )
