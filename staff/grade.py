@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from staff.checks import QUESTIONS, Context, Failed, Job, Outcome, build_checks, job_modules, run_judge
-from staff.markers import stub_source
+from staff.markers import splice_regions, stub_source
 from staff.release import marked_modules
 from staff.safezip import SubmissionError, extract_zip
 from staff.sandbox import KIT_DIR, Limits, RunResult, isolation, run_untrusted
@@ -57,12 +57,14 @@ def student_files(kit_dir=KIT_DIR):
 
 
 def build_sandbox_kit(package, out_dir, kit_dir=KIT_DIR):
-    """Assemble the kit the submission runs in; returns {student file: 'submitted' | 'missing (stub)'}.
+    """Assemble the kit the submission runs in; returns {student file: how it was taken}.
 
     The master's infrastructure (every asgn3 .py without marked regions, and the compiled extension)
-    is copied as it is, so a submission cannot replace it; the files with marked regions come from the
-    submission, or are the release stub when the submission lacks them. New .py files of the submission
-    (its own helpers) are added; nothing else of it is copied.
+    is copied as it is, so a submission cannot replace it. In a file with marked regions, the student's
+    regions are spliced into the master's current file (markers.splice_regions: infrastructure fixed
+    after the release still applies, and the student's own top-level helpers are kept); a file whose
+    regions do not correspond is used whole, and a missing file is the release stub. New .py files of
+    the submission (its own helpers) are added; nothing else of it is copied.
     """
     out_dir = Path(out_dir)
     master = Path(kit_dir) / "asgn3"
@@ -78,8 +80,10 @@ def build_sandbox_kit(package, out_dir, kit_dir=KIT_DIR):
         target.parent.mkdir(parents=True, exist_ok=True)
         submitted = package / path.relative_to(master) if package else None
         if rel in own and submitted is not None and submitted.is_file():
-            shutil.copyfile(submitted, target)
-            provenance[rel] = "submitted"
+            text = submitted.read_text(encoding="utf-8", errors="replace")
+            spliced, note = splice_regions(path.read_text(encoding="utf-8"), text, rel)
+            target.write_text(spliced, encoding="utf-8")
+            provenance[rel] = f"submitted: {note}"
         elif rel in own:
             target.write_text(stub_source(path.read_text(encoding="utf-8"), rel), encoding="utf-8")
             provenance[rel] = "missing (stub used)"

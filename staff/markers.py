@@ -158,3 +158,86 @@ def stub_notebook(notebook, where="<notebook>"):
         cell["outputs"] = []
         cell["execution_count"] = None
     return count
+
+
+_DEF = re.compile(r"^(?P<indent>\s*)(?:async\s+)?def\s+(?P<name>\w+)")
+
+
+def _enclosing_functions(lines, regions):
+    """For each region, the name of the function it sits in (or '' at module level)."""
+    names = []
+    for region in regions:
+        name = ""
+        for line in reversed(lines[: region.start]):
+            match = _DEF.match(line)
+            if match and len(match["indent"]) < len(region.indent):
+                name = match["name"]
+                break
+        names.append(name)
+    return names
+
+
+def _top_level_names(tree):
+    """Names a module defines at its top level (functions, classes, assignments, imports)."""
+    names = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            names |= {(alias.asname or alias.name).split(".")[0] for alias in node.names}
+    return names
+
+
+def splice_regions(master, submitted, where="<source>"):
+    """Put a submission's marked regions into the master's file, keeping the master's code around them.
+
+    Inputs:
+    - master: the staff file's text (reference regions, current infrastructure).
+    - submitted: the student's version of the same file.
+    - where: a name for messages.
+
+    Returns (text, note). The text is the master's file with the body of each region replaced by the
+    student's, region by region (they must be as many, in the same functions), followed by what the
+    student defined at the top level that the master does not (their own helpers and imports). When
+    the regions do not correspond, or the file does not parse, text is the submitted file as it is and
+    the note says why.
+    """
+    try:
+        master_regions, student_regions = find_regions(master, where), find_regions(submitted, where)
+        student_tree, master_tree = ast.parse(submitted), ast.parse(master)
+    except (ValueError, SyntaxError) as error:
+        return submitted, f"whole file used ({type(error).__name__}: {error})"
+    master_lines, student_lines = master.splitlines(), submitted.splitlines()
+    if _enclosing_functions(master_lines, master_regions) != _enclosing_functions(
+        student_lines, student_regions
+    ):
+        return submitted, "whole file used (its START/END regions differ from the kit's)"
+    out, position = [], 0
+    for mine, theirs in zip(master_regions, student_regions, strict=True):
+        out += master_lines[position : mine.start + 1] + student_lines[theirs.start + 1 : theirs.end]
+        position = mine.end
+    out += master_lines[position:]
+    known = _top_level_names(master_tree)
+    extra = [
+        ast.get_source_segment(submitted, node)
+        for node in student_tree.body
+        if isinstance(
+            node,
+            ast.FunctionDef
+            | ast.AsyncFunctionDef
+            | ast.ClassDef
+            | ast.Assign
+            | ast.AnnAssign
+            | ast.Import
+            | ast.ImportFrom,
+        )
+        and not _top_level_names(ast.Module(body=[node], type_ignores=[])) <= known
+    ]
+    if extra:
+        out += ["", "", "# -- the submission's own definitions, outside the marked regions --", *extra]
+    return "\n".join(out) + "\n", "regions spliced into the kit's file" + (
+        f", with {len(extra)} definitions of its own" if extra else ""
+    )

@@ -254,7 +254,8 @@ def test_a_hang_costs_only_its_own_check(tmp_path):
 def test_a_module_that_hangs_at_import_costs_one_timeout(tmp_path):
     folder = copy_reference(tmp_path / "hangs")
     path = folder / RNN
-    path.write_text("while True:\n    pass\n" + path.read_text())
+    # top-level code of the submission's own runs at import (an assignment to a new name is kept)
+    path.write_text(path.read_text() + "\n_forever = sum(1 for _ in iter(int, 1))\n")
     start = time.monotonic()
     result = run_grader(zip_folder(folder, tmp_path / "hangs.zip"), only=["Q1", "Q3"], timeout=6)
     seconds = time.monotonic() - start
@@ -264,6 +265,36 @@ def test_a_module_that_hangs_at_import_costs_one_timeout(tmp_path):
     assert scores == {"Q1": 0, "Q3": 10}
     assert "asgn3.rnn_layers does not import" in result["output"]
     assert seconds < 60  # one import timeout, not one per check
+
+
+def test_regions_are_spliced_into_the_current_kit_file(tmp_path):
+    """Infrastructure changed by the submission is the kit's again; its own helpers are kept."""
+    folder = copy_reference(tmp_path / "spliced")
+    path = folder / RNN
+    header = "def _check_sequence_inputs(x, h0, Wx, Wh, b, gates):"
+    text = path.read_text().replace(header, header + '\n    raise ValueError("an old kit")')
+    path.write_text(text + "\n\nimport math\n\n\ndef my_tanh(a):\n    return np.tanh(a) * math.cos(0)\n")
+    replace_region(folder, RNN, "rnn_step_forward", """
+xw = x if Wx is None else x @ Wx
+next_h = my_tanh(xw + prev_h @ Wh + b)
+cache = (x, prev_h, Wx, Wh, next_h)
+""")
+    result = run_grader(zip_folder(folder, tmp_path / "spliced.zip"), only=["rnn_forward values"])
+    assert result["score"] == 4, result["tests"][0]["output"]
+    assert "regions spliced into the kit's file, with 2 definitions of its own" in result["output"]
+
+
+def test_a_file_whose_regions_do_not_match_is_used_whole(tmp_path):
+    folder = copy_reference(tmp_path / "whole")
+    path = folder / RNN
+    lines = path.read_text().splitlines()
+    first_end = next(i for i, line in enumerate(lines) if "END OF YOUR CODE" in line)
+    first_start = max(i for i in range(first_end) if "START OF YOUR CODE" in lines[i])
+    del lines[first_end], lines[first_start]  # markers removed around rnn_step_forward's code
+    path.write_text("\n".join(lines) + "\n")
+    result = run_grader(zip_folder(folder, tmp_path / "whole.zip"), only=["rnn_step_forward values"])
+    assert result["score"] == 3
+    assert "asgn3/rnn_layers.py submitted: whole file used (its START/END regions differ" in result["output"]
 
 
 def test_a_wrong_gradient_is_caught_against_the_reference_forward(tmp_path):
