@@ -21,7 +21,7 @@ from item_render import backgrounds, hsv_to_rgb, paste_items, save_jpegs, to_uin
 
 IMAGE_SIZE = 64
 SEED = 231
-TRAIN_PER_CLASS = 2000
+TRAIN_PER_CLASS = 5000
 VAL_PER_CLASS = 100
 TEST_PER_CLASS = 100
 JPEG_QUALITY = 95
