@@ -227,6 +227,9 @@ def test_a_released_notebook_stops_at_the_first_stub_saying_not_implemented(rele
     from nbclient.exceptions import CellExecutionError
 
     out, _ = released
+    for needed in ["datasets/default/coco_captioning", "datasets/default/tiny-imagenet-100-A",
+                   "datasets/pretrained/default_pretrained_model.h5"]:
+        assert (KIT_DIR / needed).exists(), f"{needed} is missing: run `bash kit.sh setup` first"
     default = out / "datasets" / "default"
     if not default.exists():
         default.symlink_to(KIT_DIR / "datasets" / "default")
