@@ -28,7 +28,8 @@ def _load_runner():
 
 runner = _load_runner()
 
-# The checks each notebook must print (at least these; each must pass).
+# The checks each notebook must print: each of these names, or name prefixes, must start at least one
+# printed check (and every printed check must pass).
 EXPECTED_CHECKS = {
     "RNN_Captioning": [
         "rnn_step_forward next_h", "rnn_step_backward dx", "rnn_step_backward dWh", "rnn_forward h",
@@ -46,7 +47,9 @@ EXPECTED_CHECKS = {
     "ImageGradients": [
         "pretrained CNN train accuracy", "pretrained CNN val accuracy", "fooling image",
     ],
-    "ImageGeneration": [],
+    "ImageGeneration": [
+        "class visualization ", "feature inversion layer 3", "feature inversion layer 6", "DeepDream layer",
+    ],
 }
 
 
@@ -72,7 +75,8 @@ def test_notebook_runs_and_its_checks_pass(name, tmp_path):
         print(f"  {check.name}: {check.quantity} {check.value:g} ({check.relation} {check.bound:g})")
     failed = [check for check in checks if not check.passed]
     assert not failed, f"{name}: checks failed: {failed}"
-    missing = set(EXPECTED_CHECKS[name]) - {check.name for check in checks}
+    missing = [prefix for prefix in EXPECTED_CHECKS[name]
+               if not any(check.name.startswith(prefix) for check in checks)]
     assert not missing, f"{name}: these checks were not printed: {sorted(missing)}"
 
     figures = runner.export_figures(nb, tmp_path / "figures")
