@@ -4,6 +4,7 @@ uses it: forward to the scores, and forward plus backward to the image, for a ba
 
     python bench/cnn.py                  # about a minute on two idle cores
     python bench/cnn.py --repeats 5      # more timed runs
+    python bench/cnn.py --model FILE.h5  # time another weights file next to the classic architecture
 
 The classic architecture is timed with random weights (speed does not depend on the weights), and the
 shipped default model too when datasets/pretrained/default_pretrained_model.h5 exists. Every time is a
@@ -13,6 +14,7 @@ the same run, so that a busy machine shows up in both.
 import argparse
 import functools
 import time
+from pathlib import Path
 
 import numpy as np
 from common import gemm_gflops, machine_line, median_seconds
@@ -67,17 +69,18 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per figure (median)")
     parser.add_argument("--steps", type=int, default=100, help="class-visualization steps to time")
+    parser.add_argument("--model", type=Path, default=data_paths.DEFAULT_PRETRAINED_MODEL,
+                        help="weights file timed next to the classic architecture (default: shipped model)")
     args = parser.parse_args()
 
     print(machine_line())
     gemm = gemm_gflops(dtype=np.float32)
     print(f"numpy float32 GEMM (1024x1024): {gemm:.1f} GFLOP/s")
     models = [("classic architecture, random weights", PretrainedCNN(seed=0))]
-    if data_paths.DEFAULT_PRETRAINED_MODEL.exists():
-        models.append((f"shipped default model ({data_paths.DEFAULT_PRETRAINED_MODEL.name})",
-                       PretrainedCNN(h5_file=data_paths.DEFAULT_PRETRAINED_MODEL)))
+    if args.model.exists():
+        models.append((f"model {args.model.name}", PretrainedCNN(h5_file=args.model)))
     else:
-        print(f"({data_paths.DEFAULT_PRETRAINED_MODEL} absent: only the classic architecture is timed)")
+        print(f"({args.model} absent: only the classic architecture is timed)")
     for name, model in models:
         time_model(name, model, args.repeats, gemm)
         time_class_visualization(model, args.steps)
