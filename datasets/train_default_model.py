@@ -27,6 +27,28 @@ NUM_FILTERS = (16, 16, 32, 32, 64, 64, 128, 128, 256)  # a quarter of the classi
 HIDDEN_DIM = 256
 
 
+def augment(X, rng, max_shift=4):
+    """
+    Random label-preserving changes of a minibatch: left-right flips, a shuffle of the colour channels (the
+    items' colours are random anyway) and a shift of up to max_shift pixels (edges repeated).
+
+    Inputs:
+    - X: images (N, 3, H, W), mean subtracted; not modified.
+    - rng: numpy Generator.
+    - max_shift: largest shift in pixels, in each direction.
+
+    Returns the changed minibatch (N, 3, H, W).
+    """
+    N, C, H, W = X.shape
+    X = random_flips(X, rng)
+    channels = rng.permuted(np.tile(np.arange(C), (N, 1)), axis=1)
+    dy, dx = rng.integers(-max_shift, max_shift + 1, size=(2, N))
+    rows = np.clip(np.arange(H)[None, :] + dy[:, None], 0, H - 1)
+    cols = np.clip(np.arange(W)[None, :] + dx[:, None], 0, W - 1)
+    n = np.arange(N)[:, None, None, None]
+    return X[n, channels[:, :, None, None], rows[:, None, :, None], cols[:, None, None, :]]
+
+
 def sha256_of(path):
     """Hex SHA-256 digest of a file."""
     digest = hashlib.sha256()
@@ -59,6 +81,8 @@ def main():
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--max-train-per-class", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--augment", choices=("flips", "all"), default="all",
+                        help="flips only, or flips + colour-channel shuffles + shifts")
     parser.add_argument("--init", type=Path, default=None,
                         help="start from the weights in this file (to continue a training run)")
     args = parser.parse_args()
@@ -86,7 +110,8 @@ def main():
     trainer = ClassifierTrainer()
     trainer.train(data["X_train"], data["y_train"], data["X_val"], data["y_val"], model, model.loss,
                   update_rule="adam", learning_rate=args.learning_rate, lr_decay=args.lr_decay,
-                  batch_size=args.batch_size, num_epochs=args.epochs, augment_fn=random_flips,
+                  batch_size=args.batch_size, num_epochs=args.epochs,
+                  augment_fn=augment if args.augment == "all" else random_flips,
                   epoch_callback=save_if_best, seed=args.seed, verbose=True)
     model.save_weights(args.out)
     checkpoint.unlink(missing_ok=True)
@@ -98,7 +123,8 @@ def main():
             f"hidden_dim={HIDDEN_DIM})\n"
             f"training: adam, learning_rate {args.learning_rate}, lr_decay {args.lr_decay}, "
             f"batch {args.batch_size}, "
-            f"{args.epochs} epochs over {data['X_train'].shape[0]} images, random flips, seed {args.seed}"
+            f"{args.epochs} epochs over {data['X_train'].shape[0]} images, augmentation {args.augment}, "
+            f"seed {args.seed}"
             f"{f', starting from {args.init}' if args.init else ''}\n"
             f"best validation accuracy: {trainer.best_val_acc:.4f} on {data['X_val'].shape[0]} images\n"
             f"run time: {minutes:.1f} minutes\n"

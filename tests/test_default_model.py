@@ -1,0 +1,126 @@
+"""Tests of the shipped default PretrainedCNN (datasets/pretrained/default_pretrained_model.h5).
+
+The weights must match their recorded checksum, score at least 88% on the default validation split, and
+behave like a trained network under the image-gradient methods of the notebooks. The default data must have
+been built (`bash kit.sh setup`).
+"""
+import sys
+
+import numpy as np
+import pytest
+
+from asgn3.classifiers.pretrained_cnn import PretrainedCNN
+from asgn3.coco_utils import load_coco_data
+from asgn3.data_paths import (
+    DATASETS_DIR,
+    DEFAULT_COCO_DIR,
+    DEFAULT_PRETRAINED_MODEL,
+    DEFAULT_TINY_IMAGENET_DIR,
+)
+from asgn3.data_utils import load_tiny_imagenet, read_rgb_image
+from asgn3.image_gradients import create_class_visualization, deepdream, invert_features, make_fooling_image
+
+sys.path.insert(0, str(DATASETS_DIR))  # the dataset scripts import each other from their own folder
+from build_coco_default import cnn_features  # noqa: E402
+from train_default_model import NUM_FILTERS, read_checksum, sha256_of  # noqa: E402
+
+MODEL = DEFAULT_PRETRAINED_MODEL
+
+
+@pytest.fixture(scope="module")
+def model():
+    return PretrainedCNN(h5_file=MODEL)
+
+
+@pytest.fixture(scope="module")
+def data():
+    if not (DEFAULT_TINY_IMAGENET_DIR / "wnids.txt").is_file():
+        raise FileNotFoundError(f"{DEFAULT_TINY_IMAGENET_DIR} is missing: run `bash kit.sh setup` first")
+    return load_tiny_imagenet(DEFAULT_TINY_IMAGENET_DIR, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def val_scores(model, data):
+    return np.concatenate([model.loss(data["X_val"][i:i + 250]) for i in range(0, len(data["X_val"]), 250)])
+
+
+def test_weights_match_their_checksum():
+    assert MODEL.stat().st_size < 10 * 2**20  # a few MB, fit to commit
+    recorded = read_checksum(MODEL)
+    assert len(recorded) == 64 and sha256_of(MODEL) == recorded
+    assert (MODEL.parent / (MODEL.name + ".sha256")).read_text() == f"{recorded}  {MODEL.name}\n"
+
+
+def test_architecture_is_the_narrow_classic(model):
+    assert model.num_conv == 9 and model.num_filters == NUM_FILTERS and model.num_classes == 10
+    assert model.filter_sizes == (5, 3, 3, 3, 3, 3, 3, 3, 3)
+    assert [cp["stride"] for cp in model.conv_params] == [2, 1, 2, 1, 2, 1, 2, 1, 2]
+    assert model.num_filters[-1] * model.feature_sizes[-1] ** 2 > 512  # a raw feature wider than the PCA one
+
+
+def test_validation_accuracy_is_at_least_88_percent(val_scores, data):
+    accuracy = np.mean(val_scores.argmax(axis=1) == data["y_val"])
+    print(f"validation accuracy of the shipped model: {accuracy:.4f}")
+    assert accuracy >= 0.88
+    per_class = [np.mean(val_scores[data["y_val"] == c].argmax(axis=1) == c) for c in range(10)]
+    print("per class:", np.round(per_class, 2))
+    assert min(per_class) >= 0.5
+
+
+def correctly_classified(val_scores, data, count):
+    """Indices of the first `count` validation images the model classifies correctly."""
+    return np.flatnonzero(val_scores.argmax(axis=1) == data["y_val"])[:count]
+
+
+def test_fooling_images_fool_within_100_steps(model, data, val_scores):
+    for idx in correctly_classified(val_scores, data, 3):
+        X = data["X_val"][idx:idx + 1]
+        target = (data["y_val"][idx] + 1) % 10
+        X_fooling = make_fooling_image(X, target, model)
+        assert model.loss(X_fooling).argmax() == target
+        change = np.linalg.norm(X_fooling - X) / np.linalg.norm(X + data["mean_image"])
+        print(f"image {idx}: fooled with a relative change of {change:.4f}")
+        assert change < 0.05
+
+
+def test_class_visualization_makes_the_target_the_top_class(model, data):
+    for target in (1, 7):
+        X = create_class_visualization(target, model, mean_image=data["mean_image"], seed=target,
+                                       num_iterations=100, show_every=0, verbose=False)
+        scores = model.loss(X)[0]
+        print(f"class {target}: top class {scores.argmax()}, scores {np.round(scores, 1)}")
+        assert scores.argmax() == target
+
+
+def test_feature_inversion_reduces_the_feature_distance(model, data):
+    # Plain gradient descent needs a step that suits the model's scale: 100 here (the classic 10000 was
+    # tuned for the classic network and diverges on this one); blurring every step slows the fit down.
+    X = data["X_val"][:1]
+    layer = 7
+    target, _ = model.forward(X, end=layer)
+    start = np.random.default_rng(231).standard_normal(X.shape).astype(np.float32)  # invert_features' start
+    before = np.linalg.norm(model.forward(start, end=layer)[0] - target)
+    X_inv = invert_features(target, layer, model, mean_image=data["mean_image"], seed=231, learning_rate=100,
+                            num_iterations=400, l2_reg=1e-7, blur_every=0, show_every=0, verbose=False)
+    after = np.linalg.norm(model.forward(X_inv, end=layer)[0] - target)
+    print(f"feature distance at layer {layer}: {before:.2f} -> {after:.2f} ({1 - after / before:.1%} less)")
+    assert after <= 0.1 * before
+
+
+def test_deepdream_raises_the_activation_norm(model, data):
+    X = data["X_val"][5:6]
+    layer = 6
+    before = np.linalg.norm(model.forward(X, end=layer)[0])
+    X_dream = deepdream(X, layer, model, mean_image=data["mean_image"], seed=231, num_iterations=20,
+                        show_every=0, verbose=False)
+    after = np.linalg.norm(model.forward(X_dream, end=layer)[0])
+    print(f"activation norm at layer {layer}: {before:.1f} -> {after:.1f}")
+    assert after > 1.5 * before
+
+
+def test_coco_default_features_come_from_this_model(model, data):
+    """The raw COCO features are this model's conv9 output on the scene images (mean subtracted)."""
+    raw = load_coco_data(DEFAULT_COCO_DIR, pca_features=False)
+    images = np.stack([read_rgb_image(url.removeprefix("file://")) for url in raw["val_urls"][:8]])
+    expected = cnn_features(model, images, data["mean_image"])
+    assert np.allclose(raw["val_features"][:8], expected, rtol=1e-4, atol=1e-4)
