@@ -222,51 +222,37 @@ class CaptioningRNN:
             raise ValueError("choose either beam search (beam_width > 1) or temperature sampling, not both")
         if beam_width > 1:
             return self._beam_search(features, max_length, beam_width)
-        if temperature is not None:
-            return self._sample_with_temperature(features, max_length, temperature, seed)
 
+        choose_word = np.argmax if temperature is None else self._temperature_sampler(temperature, seed)
         N = features.shape[0]
-        captions = self._null * np.ones((N, max_length), dtype=np.int32)
-
-        # Unpack parameters
-        W_proj, b_proj = self.params["W_proj"], self.params["b_proj"]
-        W_embed = self.params["W_embed"]
-        Wx, Wh, b = self.params["Wx"], self.params["Wh"], self.params["b"]
-        W_vocab, b_vocab = self.params["W_vocab"], self.params["b_vocab"]
+        captions = np.full((N, max_length), self._null, dtype=np.int32)
 
         ###########################################################################
-        # TODO: Implement test-time sampling for the model. You will need to      #
-        # initialize the hidden state of the RNN by applying the learned affine   #
-        # transform to the input image features. The first word that you feed     #
-        # to the RNN should be the <START> token; its value is stored in the      #
-        # variable self._start. At each timestep you will need to:                #
-        # (1) Embed the previous word using the learned word embeddings           #
-        # (2) Make an RNN step using the previous hidden state and the embedded   #
-        #     current word to get the next hidden state.                          #
-        # (3) Apply the learned affine transformation to the next hidden state to #
-        #     get scores for all words in the vocabulary                          #
-        # (4) Select the word with the highest score as the next word, writing it #
-        #     to the appropriate slot in the captions variable                    #
+        # TODO: Implement test-time sampling for the model. Start from the hidden #
+        # state that the learned affine transform gives the image features (and,  #
+        # for an LSTM, a zero cell state): self._initial_state does both. The     #
+        # first word fed to the RNN is the <START> token, self._start. At each    #
+        # timestep t:                                                             #
+        # (1) Make one decoding step with self._decode_step (which you write      #
+        #     below): it embeds the current words, makes one RNN/LSTM step and    #
+        #     returns the log-probabilities of the next word, shape (N, V).       #
+        # (2) Pick the next word of every row with choose_word(log_probs): the    #
+        #     argmax for greedy decoding (temperature sampling passes another     #
+        #     chooser), and write it to captions[:, t].                           #
         #                                                                         #
         # A row that has produced self._end (the <END> word; None when the        #
         # vocabulary has none) is finished: leave the rest of it <NULL>, and stop #
         # the loop once every row is finished.                                    #
-        # NOTE: we are still working over minibatches in this function. Also if   #
-        # you are using an LSTM, initialize the first cell state to zeros.        #
+        # NOTE: we are still working over minibatches in this function: no loop   #
+        # over the rows, only over time.                                          #
         ###########################################################################
         # *****START OF YOUR CODE*****
-        h = features @ W_proj + b_proj
-        c = np.zeros_like(h)
+        h, c = self._initial_state(features)
         words = np.full(N, self._start)
         finished = np.zeros(N, dtype=bool)
         for t in range(max_length):
-            x = W_embed[words]
-            if self.cell_type == "rnn":
-                h, _ = rnn_step_forward(x, h, Wx, Wh, b)
-            else:
-                h, c, _ = lstm_step_forward(x, h, c, Wx, Wh, b)
-            scores = h @ W_vocab + b_vocab
-            words = scores.argmax(axis=1)
+            log_probs, h, c = self._decode_step(words, h, c)
+            words = choose_word(log_probs, axis=1)
             captions[~finished, t] = words[~finished]
             if self._end is not None:
                 finished |= words == self._end
@@ -275,10 +261,8 @@ class CaptioningRNN:
         # *****END OF YOUR CODE*****
         return captions
 
-    # -- Kit extras: beam search and temperature sampling, built on the same layer functions ----------
-
     def _initial_state(self, features):
-        """The hidden state (N, H) projected from the features, and a zero cell state (N, H)."""
+        """The hidden state (N, H) projected from the features (N, D), and a zero cell state (N, H)."""
         h, _ = affine_forward(features, self.params["W_proj"], self.params["b_proj"])
         return h, np.zeros_like(h)
 
@@ -288,44 +272,53 @@ class CaptioningRNN:
 
         Inputs:
         - words: int array (M,) of the current words
-        - h, c: hidden and cell states (M, H); c is ignored (and returned unchanged) by the vanilla RNN
+        - h, c: hidden and cell states (M, H); the vanilla RNN ignores c and returns it unchanged
 
         Returns a tuple of:
         - log_probs: log-softmax of the vocabulary scores, shape (M, V)
         - h, c: the next hidden and cell states (M, H)
         """
         p = self.params
-        x, _ = word_embedding_forward(words[:, None], p["W_embed"])
+        log_probs = None
+        ###########################################################################
+        # TODO: One decoding step, for greedy decoding and beam search alike.     #
+        # Embed the words (p["W_embed"]), make one step of the cell               #
+        # (rnn_step_forward or lstm_step_forward, following self.cell_type, with  #
+        # p["Wx"], p["Wh"], p["b"]), compute the vocabulary scores (M, V) with    #
+        # p["W_vocab"], p["b_vocab"], and turn them into log-probabilities with a #
+        # numerically stable log-softmax (subtract each row's maximum first).     #
+        ###########################################################################
+        # *****START OF YOUR CODE*****
+        x = p["W_embed"][words]
         if self.cell_type == "rnn":
-            h, _ = rnn_step_forward(x[:, 0], h, p["Wx"], p["Wh"], p["b"])
+            h, _ = rnn_step_forward(x, h, p["Wx"], p["Wh"], p["b"])
         else:
-            h, c, _ = lstm_step_forward(x[:, 0], h, c, p["Wx"], p["Wh"], p["b"])
-        scores, _ = affine_forward(h, p["W_vocab"], p["b_vocab"])
+            h, c, _ = lstm_step_forward(x, h, c, p["Wx"], p["Wh"], p["b"])
+        scores = h @ p["W_vocab"] + p["b_vocab"]
         shifted = scores - scores.max(axis=1, keepdims=True)
         log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        # *****END OF YOUR CODE*****
         return log_probs, h, c
 
-    def _sample_with_temperature(self, features, max_length, temperature, seed):
-        """Draw each word from softmax(scores / temperature); rows stop after <END>. Returns (N, T)."""
+    # -- Kit extras: temperature sampling and beam search, built on the student's decoding step --------
+
+    @staticmethod
+    def _temperature_sampler(temperature, seed):
+        """
+        A word chooser for sample(): draws each row's word from softmax(log_probs / temperature).
+
+        The returned function takes log_probs (M, V) (and axis=1, like np.argmax) and returns (M,) ints.
+        """
         rng = np.random.default_rng(seed)
-        N = features.shape[0]
-        captions = np.full((N, max_length), self._null, dtype=np.int32)
-        h, c = self._initial_state(features)
-        words = np.full(N, self._start)
-        finished = np.zeros(N, dtype=bool)
-        for t in range(max_length):
-            log_probs, h, c = self._decode_step(words, h, c)
+
+        def draw(log_probs, axis=1):
             logits = log_probs / temperature
-            probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-            cumulative = np.cumsum(probs, axis=1)
-            draws = rng.random(N) * cumulative[:, -1]
-            words = np.minimum((cumulative <= draws[:, None]).sum(axis=1), probs.shape[1] - 1)
-            captions[~finished, t] = words[~finished]
-            if self._end is not None:
-                finished |= words == self._end
-            if finished.all():
-                break
-        return captions
+            probs = np.exp(logits - logits.max(axis=axis, keepdims=True))
+            cumulative = np.cumsum(probs, axis=axis)
+            draws = rng.random(len(probs)) * cumulative[:, -1]
+            return np.minimum((cumulative <= draws[:, None]).sum(axis=axis), probs.shape[1] - 1)
+
+        return draw
 
     def _beam_search(self, features, max_length, k):
         """
