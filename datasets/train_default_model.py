@@ -1,14 +1,16 @@
 """Train the kit's default pretrained CNN on the TinyImageNet-format default, with the kit's own code.
 
 The network is the classic PretrainedCNN (nine conv - spatial batchnorm - ReLU blocks, no pooling, then
-affine - batchnorm - ReLU and the scores) at a quarter of the classic widths, so that it trains in well under
-an hour on two CPU cores; its conv9 output (256 x 2 x 2 = 1024 values) is the raw image feature of the
-COCO-format default. Training uses asgn3.classifier_trainer with Adam and random left-right flips, keeps the
-best epoch by validation accuracy, and writes the weights in the classic HDF5 layout with a SHA-256 file
-next to them and a note of how it was trained.
+affine - batchnorm - ReLU and the scores) at a quarter of the classic widths, so that it trains in about an
+hour and a half on two busy CPU cores; its conv9 output (256 x 2 x 2 = 1024 values) is the raw image feature
+of the COCO-format default. Training uses asgn3.classifier_trainer with Adam and augmentation (flips, or
+flips + colour-channel shuffles + shifts), keeps the best epoch by validation accuracy, and writes the
+weights in the classic HDF5 layout with a SHA-256 file next to them and a note of how it was trained.
+`--init` continues from saved weights: the shipped model was trained in three stages, whose commands are in
+datasets/pretrained/default_pretrained_model.txt.
 
 Usage (from the kit's folder, after `bash kit.sh setup` built the default data):
-    python datasets/train_default_model.py [--epochs 11] [--out FILE.h5]
+    python datasets/train_default_model.py [--epochs 11] [--init FILE.h5] [--out FILE.h5]
 """
 import argparse
 import hashlib
