@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The kit's two commands (see README.md):
 #   bash kit.sh run    set everything up, then execute the four notebooks into output/
+#                      (extra arguments go to tools/run_notebooks.py, e.g. --figures or RNN_Captioning)
 #   bash kit.sh test   set everything up, then lint and run the whole test suite
 # `bash kit.sh setup` does only the set-up: a virtual environment in .venv, the requirements, the
 # compiled im2col extension, Fashion-MNIST, and the default data built from it.
@@ -41,7 +42,7 @@ setup() {
 
 run_notebooks() {
   say "Executing the four notebooks"
-  "$PY" tools/run_notebooks.py --out output
+  "$PY" tools/run_notebooks.py --out output "$@"
 }
 
 run_tests() {
@@ -55,7 +56,7 @@ command=${1:-}
 [ $# -gt 0 ] && shift
 case "$command" in
   setup) setup ;;
-  run)   setup; run_notebooks ;;
+  run)   setup; run_notebooks "$@" ;;
   test)  setup; run_tests "$@" ;;
   *) echo "usage: bash kit.sh run | test | setup" >&2; exit 2 ;;
 esac
