@@ -16,6 +16,19 @@ def _check_float_array(x):
                          "pass x.astype(np.float64)")
 
 
+def _values_around(f, x, ix, h):
+    """Return (f(x + h e_ix), f(x - h e_ix)), perturbing x[ix] in place and restoring it; copies of arrays."""
+    old_value = x[ix]
+    try:
+        x[ix] = old_value + h
+        f_plus = np.array(f(x), copy=True)  # copied: f may return a buffer it reuses
+        x[ix] = old_value - h
+        f_minus = np.array(f(x), copy=True)
+    finally:
+        x[ix] = old_value
+    return f_plus, f_minus
+
+
 def eval_numerical_gradient(f, x, verbose=True, h=1e-5):
     """
     Compute the numeric gradient of a scalar function at x by centered differences.
@@ -32,12 +45,7 @@ def eval_numerical_gradient(f, x, verbose=True, h=1e-5):
     _check_float_array(x)
     grad = np.zeros_like(x)
     for ix in np.ndindex(x.shape):
-        old_value = x[ix]
-        x[ix] = old_value + h
-        f_plus = f(x)
-        x[ix] = old_value - h
-        f_minus = f(x)
-        x[ix] = old_value
+        f_plus, f_minus = _values_around(f, x, ix, h)
         grad[ix] = (f_plus - f_minus) / (2 * h)
         if verbose:
             print(ix, grad[ix])
@@ -60,12 +68,7 @@ def eval_numerical_gradient_array(f, x, df, h=1e-5):
     _check_float_array(x)
     grad = np.zeros_like(x)
     for ix in np.ndindex(x.shape):
-        old_value = x[ix]
-        x[ix] = old_value + h
-        f_plus = np.array(f(x), copy=True)  # copied: f may return a buffer it reuses
-        x[ix] = old_value - h
-        f_minus = np.array(f(x), copy=True)
-        x[ix] = old_value
+        f_plus, f_minus = _values_around(f, x, ix, h)
         if f_plus.shape != np.shape(df):
             raise ValueError(f"expected f(x) of the shape of df {np.shape(df)}, got {f_plus.shape}")
         grad[ix] = np.sum((f_plus - f_minus) * df) / (2 * h)
@@ -92,13 +95,8 @@ def grad_check_sparse(f, x, analytic_grad, num_checks=10, h=1e-5):
     errors = []
     for _ in range(num_checks):
         ix = tuple(randrange(size) for size in x.shape)
-        old_value = x[ix]
-        x[ix] = old_value + h
-        f_plus = f(x)
-        x[ix] = old_value - h
-        f_minus = f(x)
-        x[ix] = old_value
-        grad_numerical = (f_plus - f_minus) / (2 * h)
+        f_plus, f_minus = _values_around(f, x, ix, h)
+        grad_numerical = float(f_plus - f_minus) / (2 * h)
         grad_analytic = analytic_grad[ix]
         error = abs(grad_numerical - grad_analytic) / max(1e-12, abs(grad_numerical) + abs(grad_analytic))
         print(f"numerical: {grad_numerical:f} analytic: {grad_analytic:f}, relative error: {error:e}")
