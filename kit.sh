@@ -46,8 +46,9 @@ run_notebooks() {
 }
 
 run_tests() {
-  say "Linting (ruff check)"
+  say "Linting (ruff check, ruff format --check)"
   "$PY" -m ruff check .
+  "$PY" -m ruff format --check .
   say "Running the test suite (pytest)"
   "$PY" -m pytest "$@"
 }

@@ -1,4 +1,5 @@
 """Builds the Cython im2col extension for `pip install -e .` (metadata lives in pyproject.toml)."""
+
 import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup

@@ -10,6 +10,7 @@ returns about 1e-78 there; we report the 0 it stands for).
 CIDEr-D is not offered: the only implementation of it (pycocoevalcap) is unmaintained since 2020 and
 ships some 100 MB of Java tools.
 """
+
 import warnings
 
 from nltk.translate.bleu_score import corpus_bleu, modified_precision
@@ -46,14 +47,17 @@ def bleu_scores(references, hypotheses, max_n=4):
       the 1..n-gram precisions times the brevity penalty
     """
     if len(references) != len(hypotheses):
-        raise ValueError(f"expected one list of references per hypothesis, got {len(references)} reference "
-                         f"lists for {len(hypotheses)} hypotheses")
+        raise ValueError(
+            f"expected one list of references per hypothesis, got {len(references)} reference "
+            f"lists for {len(hypotheses)} hypotheses"
+        )
     if not hypotheses:
         raise ValueError("expected at least one hypothesis, got none")
     for i, refs in enumerate(references):
         if isinstance(refs, str) or len(refs) == 0:
-            raise ValueError(f"references[{i}] should be a non-empty list of reference captions, "
-                             f"got {refs!r}")
+            raise ValueError(
+                f"references[{i}] should be a non-empty list of reference captions, got {refs!r}"
+            )
     refs_tokens = [[tokenize(ref) for ref in refs] for refs in references]
     hyps_tokens = [tokenize(hyp) for hyp in hypotheses]
     weights = [tuple([1.0 / n] * n) for n in range(1, max_n + 1)]
@@ -64,7 +68,9 @@ def bleu_scores(references, hypotheses, max_n=4):
         scores = corpus_bleu(refs_tokens, hyps_tokens, weights=weights)
     # clipped n-gram matches of each order over the corpus (the numerators of the modified precisions)
     pairs = list(zip(refs_tokens, hyps_tokens, strict=True))
-    matched = [sum(modified_precision(refs, hyp, n).numerator for refs, hyp in pairs)
-               for n in range(1, max_n + 1)]
-    return {f"bleu{n}": float(score) if min(matched[:n]) > 0 else 0.0
-            for n, score in enumerate(scores, start=1)}
+    matched = [
+        sum(modified_precision(refs, hyp, n).numerator for refs, hyp in pairs) for n in range(1, max_n + 1)
+    ]
+    return {
+        f"bleu{n}": float(score) if min(matched[:n]) > 0 else 0.0 for n, score in enumerate(scores, start=1)
+    }

@@ -19,6 +19,7 @@ ten times a run by default) the validation loss and BLEU are measured on capped 
 split and the best parameters so far are kept in `best_params`. A new solver continues a run exactly
 where it stopped with `load_checkpoint(path)` then `train()`.
 """
+
 import json
 import os
 from pathlib import Path
@@ -100,10 +101,12 @@ class CaptioningSolver:
         self.best_by = kwargs.pop("best_by", "val_loss")
         self.checkpoint_path = kwargs.pop("checkpoint_path", None)
         if kwargs:
-            raise ValueError(f"unrecognized option(s) {', '.join(sorted(kwargs))}: CaptioningSolver takes "
-                             f"update_rule, optim_config, lr_decay, batch_size, num_epochs, print_every, "
-                             f"verbose, seed, val_every, num_val_captions, num_val_images, best_by, "
-                             f"checkpoint_path")
+            raise ValueError(
+                f"unrecognized option(s) {', '.join(sorted(kwargs))}: CaptioningSolver takes "
+                f"update_rule, optim_config, lr_decay, batch_size, num_epochs, print_every, "
+                f"verbose, seed, val_every, num_val_captions, num_val_images, best_by, "
+                f"checkpoint_path"
+            )
         if self.update_rule not in UPDATE_RULES:
             raise ValueError(f"invalid update_rule {self.update_rule!r}: use one of {UPDATE_RULES}")
         if self.best_by not in BEST_BY:
@@ -114,8 +117,9 @@ class CaptioningSolver:
         if self.val_every is not None and not (isinstance(self.val_every, int) and self.val_every >= 1):
             raise ValueError(f"val_every must be None or a positive integer, got {self.val_every!r}")
         if self.batch_size < 1 or self.num_epochs < 0:
-            raise ValueError(f"expected batch_size >= 1 and num_epochs >= 0, got {self.batch_size} and "
-                             f"{self.num_epochs}")
+            raise ValueError(
+                f"expected batch_size >= 1 and num_epochs >= 0, got {self.batch_size} and {self.num_epochs}"
+            )
         self.update = getattr(optim, self.update_rule)
         if seed is None:
             seed = int(np.random.randint(2**31 - 1))
@@ -139,13 +143,15 @@ class CaptioningSolver:
 
     def _step(self):
         """Make a single gradient update on a random minibatch; record its loss."""
-        captions, features, _ = sample_coco_minibatch(self.data, batch_size=self.batch_size, split="train",
-                                                      rng=self.rng)
+        captions, features, _ = sample_coco_minibatch(
+            self.data, batch_size=self.batch_size, split="train", rng=self.rng
+        )
         loss, grads = self.model.loss(features, captions)
         if not np.isfinite(loss):
             rate = self.optim_configs[next(iter(self.optim_configs))].get("learning_rate")
-            raise FloatingPointError(f"loss became {loss} at iteration {self.iteration + 1}: lower the "
-                                     f"learning rate (now {rate})")
+            raise FloatingPointError(
+                f"loss became {loss} at iteration {self.iteration + 1}: lower the learning rate (now {rate})"
+            )
         self.loss_history.append(float(loss))
         for p, w in self.model.params.items():
             next_w, self.optim_configs[p] = self.update(w, grads[p], self.optim_configs[p])
@@ -196,14 +202,15 @@ class CaptioningSolver:
             self.val_bleu_history.append(bleu)
 
         score = val_loss if self.best_by == "val_loss" else (bleu or {}).get("bleu4")
-        better = score is not None and (self.best_score is None or
-                                        (score < self.best_score if self.best_by == "val_loss"
-                                         else score > self.best_score))
+        better = score is not None and (
+            self.best_score is None
+            or (score < self.best_score if self.best_by == "val_loss" else score > self.best_score)
+        )
         if better or score is None:
             self.best_params = {k: v.copy() for k, v in self.model.params.items()}
             self.best_score = score if better else self.best_score
         if self.verbose:
-            parts = [f"train loss {np.mean(self.loss_history[-self.iterations_per_epoch():]):.4f}"]
+            parts = [f"train loss {np.mean(self.loss_history[-self.iterations_per_epoch() :]):.4f}"]
             if val_loss is not None:
                 parts.append(f"val loss {val_loss:.4f}")
             if bleu is not None:
@@ -252,8 +259,9 @@ class CaptioningSolver:
             ends = np.searchsorted(sorted_idxs, images, side="right")
             captions = self.data[f"{split}_captions"]
             idx_to_word = self.data["idx_to_word"]
-            references = [decode_captions(captions[order[s:e]], idx_to_word)
-                          for s, e in zip(starts, ends, strict=True)]
+            references = [
+                decode_captions(captions[order[s:e]], idx_to_word) for s, e in zip(starts, ends, strict=True)
+            ]
             self._references[key] = (images, references)
         return self._references[key]
 
@@ -276,7 +284,7 @@ class CaptioningSolver:
         features = self.data[f"{split}_features"]
         hypotheses = []
         for start in range(0, len(images), batch_size):
-            sampled = self.model.sample(features[images[start:start + batch_size]], **sample_options)
+            sampled = self.model.sample(features[images[start : start + batch_size]], **sample_options)
             hypotheses.extend(decode_captions(np.atleast_2d(sampled), self.data["idx_to_word"]))
         return bleu_scores(references, hypotheses)
 
@@ -304,11 +312,17 @@ class CaptioningSolver:
                 else:
                     scalars[p][k] = v.item() if isinstance(v, np.generic) else v
         state = {
-            "version": CHECKPOINT_VERSION, "update_rule": self.update_rule, "batch_size": self.batch_size,
-            "epoch": self.epoch, "iteration": self.iteration, "best_score": self.best_score,
-            "loss_history": self.loss_history, "val_epochs": self.val_epochs,
+            "version": CHECKPOINT_VERSION,
+            "update_rule": self.update_rule,
+            "batch_size": self.batch_size,
+            "epoch": self.epoch,
+            "iteration": self.iteration,
+            "best_score": self.best_score,
+            "loss_history": self.loss_history,
+            "val_epochs": self.val_epochs,
             "val_loss_history": self.val_loss_history,
-            "val_bleu_history": self.val_bleu_history, "optim_scalars": scalars,
+            "val_bleu_history": self.val_bleu_history,
+            "optim_scalars": scalars,
             "rng_state": self.rng.bit_generator.state,
         }
         arrays["state"] = np.array(json.dumps(state))
@@ -326,28 +340,37 @@ class CaptioningSolver:
         """
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"checkpoint {path} not found: pass the checkpoint_path of an "
-                                    f"earlier run")
+            raise FileNotFoundError(
+                f"checkpoint {path} not found: pass the checkpoint_path of an earlier run"
+            )
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
         if "state" not in arrays:
             raise ValueError(f"{path} is not a CaptioningSolver checkpoint (it has no 'state' entry)")
         state = json.loads(str(arrays["state"]))
         if state.get("version") != CHECKPOINT_VERSION:
-            raise ValueError(f"{path} has checkpoint version {state.get('version')}, expected "
-                             f"{CHECKPOINT_VERSION}: it was written by another version of the kit")
+            raise ValueError(
+                f"{path} has checkpoint version {state.get('version')}, expected "
+                f"{CHECKPOINT_VERSION}: it was written by another version of the kit"
+            )
         for option in ("update_rule", "batch_size"):
             if state[option] != getattr(self, option):
-                raise ValueError(f"{path} was saved with {option}={state[option]!r} but this solver has "
-                                 f"{getattr(self, option)!r}: use the same value to continue the run")
+                raise ValueError(
+                    f"{path} was saved with {option}={state[option]!r} but this solver has "
+                    f"{getattr(self, option)!r}: use the same value to continue the run"
+                )
         saved = {k.split("/", 1)[1] for k in arrays if k.startswith("params/")}
         if saved != set(self.model.params):
-            raise ValueError(f"{path} holds params {sorted(saved)} but the model has "
-                             f"{sorted(self.model.params)}: build the same model to continue the run")
+            raise ValueError(
+                f"{path} holds params {sorted(saved)} but the model has "
+                f"{sorted(self.model.params)}: build the same model to continue the run"
+            )
         for p, w in self.model.params.items():
             if arrays[f"params/{p}"].shape != w.shape:
-                raise ValueError(f"{path}: param {p} has shape {arrays[f'params/{p}'].shape} but the "
-                                 f"model's is {w.shape}: build the same model to continue the run")
+                raise ValueError(
+                    f"{path}: param {p} has shape {arrays[f'params/{p}'].shape} but the "
+                    f"model's is {w.shape}: build the same model to continue the run"
+                )
         for p, w in self.model.params.items():
             self.model.params[p] = arrays[f"params/{p}"].astype(w.dtype)
             self.best_params[p] = arrays[f"best_params/{p}"].astype(w.dtype)

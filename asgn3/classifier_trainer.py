@@ -23,6 +23,7 @@ on `max_val` of its examples, chosen once with the seed) is measured; at the end
 weights of the best epoch (its params and, when it has them, its batchnorm running statistics), which
 `train` also returns. The histories are also kept as attributes of the trainer.
 """
+
 import copy
 import time
 
@@ -60,18 +61,39 @@ def predict(predict_fn, X, batch_size=100, dtype=np.float32):
 
     Returns integer labels (N,).
     """
-    labels = [np.argmax(predict_fn(X[i:i + batch_size].astype(dtype, copy=False)), axis=1)
-              for i in range(0, X.shape[0], batch_size)]
+    labels = [
+        np.argmax(predict_fn(X[i : i + batch_size].astype(dtype, copy=False)), axis=1)
+        for i in range(0, X.shape[0], batch_size)
+    ]
     return np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64)
 
 
 class ClassifierTrainer:
     """Minibatch training of a classifier: see the module docstring for the whole recipe."""
 
-    def train(self, X, y, X_val, y_val, model, loss_function=None, update_rule="adam", learning_rate=1e-3,
-              optim_config=None, lr_decay=0.95, batch_size=100, num_epochs=10, augment_fn=None,
-              predict_fn=None, max_val=None, max_train_acc=1000, eval_batch_size=100, epoch_callback=None,
-              seed=0, verbose=True):
+    def train(
+        self,
+        X,
+        y,
+        X_val,
+        y_val,
+        model,
+        loss_function=None,
+        update_rule="adam",
+        learning_rate=1e-3,
+        optim_config=None,
+        lr_decay=0.95,
+        batch_size=100,
+        num_epochs=10,
+        augment_fn=None,
+        predict_fn=None,
+        max_val=None,
+        max_train_acc=1000,
+        eval_batch_size=100,
+        epoch_callback=None,
+        seed=0,
+        verbose=True,
+    ):
         """
         Train model.params with minibatch updates and keep the weights of the best epoch.
 
@@ -105,8 +127,10 @@ class ClassifierTrainer:
         self._check_data(X, y, "X", "y")
         self._check_data(X_val, y_val, "X_val", "y_val")
         if not hasattr(optim, update_rule):
-            raise ValueError(f"unknown update_rule {update_rule!r}: use a function of asgn3.optim such as "
-                             f"'sgd', 'sgd_momentum', 'rmsprop' or 'adam'")
+            raise ValueError(
+                f"unknown update_rule {update_rule!r}: use a function of asgn3.optim such as "
+                f"'sgd', 'sgd_momentum', 'rmsprop' or 'adam'"
+            )
         update = getattr(optim, update_rule)
         dtype = next(iter(model.params.values())).dtype
         rng = np.random.default_rng(seed)
@@ -125,18 +149,24 @@ class ClassifierTrainer:
         for epoch in range(1, num_epochs + 1):
             start_time = time.time()
             order = rng.permutation(num_train)
-            steps = tqdm(range(iterations_per_epoch), desc=f"epoch {epoch}/{num_epochs}", disable=not verbose,
-                         leave=False)
+            steps = tqdm(
+                range(iterations_per_epoch),
+                desc=f"epoch {epoch}/{num_epochs}",
+                disable=not verbose,
+                leave=False,
+            )
             for it in steps:
-                batch = np.sort(order[it * batch_size:(it + 1) * batch_size])  # sorted: faster slicing
+                batch = np.sort(order[it * batch_size : (it + 1) * batch_size])  # sorted: faster slicing
                 X_batch = X[batch].astype(dtype, copy=False)
                 if augment_fn is not None:
                     X_batch = augment_fn(X_batch, rng)
                 loss, grads = loss_function(X_batch, y[batch])
                 if not np.isfinite(loss):
                     rate = configs[next(iter(configs))]["learning_rate"]
-                    raise FloatingPointError(f"loss became {loss} at epoch {epoch}, iteration {it}: lower "
-                                             f"the learning rate (now {rate:g})")
+                    raise FloatingPointError(
+                        f"loss became {loss} at epoch {epoch}, iteration {it}: lower "
+                        f"the learning rate (now {rate:g})"
+                    )
                 self.loss_history.append(float(loss))
                 for name, w in model.params.items():
                     next_w, configs[name] = update(w, grads[name], configs[name])
@@ -154,9 +184,11 @@ class ClassifierTrainer:
                 best_val_acc, best_state = val_acc, self._snapshot(model)
             if verbose:
                 epoch_loss = np.mean(self.loss_history[-iterations_per_epoch:])
-                print(f"epoch {epoch}/{num_epochs}: loss {epoch_loss:.4f}, "
-                      f"train acc {train_acc:.3f}, val acc {val_acc:.3f} (on {len(y_val_used)}), "
-                      f"{time.time() - start_time:.0f} s")
+                print(
+                    f"epoch {epoch}/{num_epochs}: loss {epoch_loss:.4f}, "
+                    f"train acc {train_acc:.3f}, val acc {val_acc:.3f} (on {len(y_val_used)}), "
+                    f"{time.time() - start_time:.0f} s"
+                )
             if epoch_callback is not None:
                 epoch_callback(epoch, model, val_acc)
 
@@ -171,8 +203,10 @@ class ClassifierTrainer:
     def _check_data(X, y, x_name, y_name):
         """Inputs and labels must have the same number of examples."""
         if X.shape[0] != np.shape(y)[0] or X.shape[0] == 0:
-            raise ValueError(f"{x_name} and {y_name} must hold the same number (> 0) of examples; got "
-                             f"{x_name} {X.shape} and {y_name} {np.shape(y)}")
+            raise ValueError(
+                f"{x_name} and {y_name} must hold the same number (> 0) of examples; got "
+                f"{x_name} {X.shape} and {y_name} {np.shape(y)}"
+            )
 
     @staticmethod
     def _snapshot(model):

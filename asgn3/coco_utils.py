@@ -8,6 +8,7 @@ The folder (`datasets/coco_captioning/` for the real download, or the built-in d
 - `coco2014_vocab.json`: `{"idx_to_word": [...], "word_to_idx": {...}}`.
 - `train2014_urls.txt`, `val2014_urls.txt`: one image URL (or local path) a line, aligned with the features.
 """
+
 import json
 from pathlib import Path
 
@@ -36,7 +37,8 @@ def _missing(path, base_dir):
     """The FileNotFoundError for a file of the layout that is not there, saying how to get it."""
     return FileNotFoundError(
         f"{path.name} not found in {base_dir}: run datasets/get_coco_captioning.sh for the real data, "
-        f"or call load_coco_data() without base_dir to use the built-in default")
+        f"or call load_coco_data() without base_dir to use the built-in default"
+    )
 
 
 def _read_h5(path, base_dir, names):
@@ -48,24 +50,31 @@ def _read_h5(path, base_dir, names):
             arrays = {}
             for name in names:
                 if name not in f:
-                    raise ValueError(f"{path} has no dataset '{name}' (it has: {', '.join(f.keys())}): the "
-                                     f"file is incomplete or not a COCO captioning file; download it again")
+                    raise ValueError(
+                        f"{path} has no dataset '{name}' (it has: {', '.join(f.keys())}): the "
+                        f"file is incomplete or not a COCO captioning file; download it again"
+                    )
                 try:
                     arrays[name] = np.asarray(f[name])
                 except (OSError, RuntimeError) as err:
-                    raise ValueError(f"dataset '{name}' of {path} cannot be read ({err}): the file is "
-                                     f"corrupt; download it again") from err
+                    raise ValueError(
+                        f"dataset '{name}' of {path} cannot be read ({err}): the file is "
+                        f"corrupt; download it again"
+                    ) from err
             return arrays
     except OSError as err:
-        raise ValueError(f"{path} is not a readable HDF5 file ({err}): delete it and download it "
-                         f"again") from err
+        raise ValueError(
+            f"{path} is not a readable HDF5 file ({err}): delete it and download it again"
+        ) from err
 
 
 def _check_shape(array, ndim, path, name, layout):
     """Raise a ValueError naming the file and dataset when an array has the wrong number of dimensions."""
     if array.ndim != ndim or array.shape[0] == 0:
-        raise ValueError(f"dataset '{name}' of {path} should have shape {layout} with at least one row, "
-                         f"found {array.shape}: the file is corrupt or of another format; download it again")
+        raise ValueError(
+            f"dataset '{name}' of {path} should have shape {layout} with at least one row, "
+            f"found {array.shape}: the file is corrupt or of another format; download it again"
+        )
 
 
 def _read_lines(path, base_dir):
@@ -95,9 +104,11 @@ def load_coco_data(base_dir=None, max_train=None, pca_features=True):
     """
     base_dir = coco_dir() if base_dir is None else Path(base_dir)
     if not base_dir.is_dir():
-        raise FileNotFoundError(f"COCO captioning folder {base_dir} not found: run "
-                                f"datasets/get_coco_captioning.sh, or call load_coco_data() without base_dir "
-                                f"to use the built-in default")
+        raise FileNotFoundError(
+            f"COCO captioning folder {base_dir} not found: run "
+            f"datasets/get_coco_captioning.sh, or call load_coco_data() without base_dir "
+            f"to use the built-in default"
+        )
     path = base_dir / CAPTIONS_FILE
     names = [f"{split}_{what}" for split in SPLITS for what in ("captions", "image_idxs")]
     data = _read_h5(path, base_dir, names)
@@ -106,8 +117,10 @@ def load_coco_data(base_dir=None, max_train=None, pca_features=True):
         _check_shape(data[captions], 2, path, captions, "(N, T)")
         _check_shape(data[idxs], 1, path, idxs, "(N,)")
         if len(data[captions]) != len(data[idxs]):
-            raise ValueError(f"{path}: '{captions}' has {len(data[captions])} rows but '{idxs}' has "
-                             f"{len(data[idxs])}; they must match: download the file again")
+            raise ValueError(
+                f"{path}: '{captions}' has {len(data[captions])} rows but '{idxs}' has "
+                f"{len(data[idxs])}; they must match: download the file again"
+            )
         data[captions] = data[captions].astype(np.int32)
         data[idxs] = data[idxs].astype(np.int32)
 
@@ -117,9 +130,11 @@ def load_coco_data(base_dir=None, max_train=None, pca_features=True):
         _check_shape(features, 2, path, "features", "(num_images, feature_dim)")
         idxs = data[f"{split}_image_idxs"]
         if idxs.min() < 0 or idxs.max() >= len(features):
-            raise ValueError(f"{split}_image_idxs in {base_dir / CAPTIONS_FILE} point to rows from "
-                             f"{idxs.min()} to {idxs.max()}, but {path} has {len(features)} rows: the files "
-                             f"do not belong together")
+            raise ValueError(
+                f"{split}_image_idxs in {base_dir / CAPTIONS_FILE} point to rows from "
+                f"{idxs.min()} to {idxs.max()}, but {path} has {len(features)} rows: the files "
+                f"do not belong together"
+            )
         data[f"{split}_features"] = features.astype(np.float32)
 
     vocab_path = base_dir / VOCAB_FILE
@@ -130,16 +145,20 @@ def load_coco_data(base_dir=None, max_train=None, pca_features=True):
         data["idx_to_word"] = list(vocab["idx_to_word"])
         data["word_to_idx"] = {word: int(idx) for word, idx in vocab["word_to_idx"].items()}
     except (ValueError, KeyError, TypeError, AttributeError) as err:
-        raise ValueError(f"{vocab_path} should be a JSON object with 'idx_to_word' (a list) and "
-                         f"'word_to_idx' (an object), could not read it ({err!r}): download it "
-                         f"again") from err
+        raise ValueError(
+            f"{vocab_path} should be a JSON object with 'idx_to_word' (a list) and "
+            f"'word_to_idx' (an object), could not read it ({err!r}): download it "
+            f"again"
+        ) from err
 
     for split in SPLITS:
         path = base_dir / urls_file(split)
         urls = _read_lines(path, base_dir)
         if len(urls) != len(data[f"{split}_features"]):
-            raise ValueError(f"{path} has {len(urls)} lines but the {split} features have "
-                             f"{len(data[f'{split}_features'])} rows: there must be one URL per image")
+            raise ValueError(
+                f"{path} has {len(urls)} lines but the {split} features have "
+                f"{len(data[f'{split}_features'])} rows: there must be one URL per image"
+            )
         data[f"{split}_urls"] = urls
 
     if max_train is not None:
@@ -171,8 +190,10 @@ def save_coco_data(data, base_dir, pca_features=True):
             f.create_dataset("features", data=np.asarray(data[f"{split}_features"], dtype=np.float32))
         lines = "".join(f"{url}\n" for url in data[f"{split}_urls"])
         (base_dir / urls_file(split)).write_text(lines, encoding="utf-8")
-    vocab = {"idx_to_word": list(data["idx_to_word"]),
-             "word_to_idx": {word: int(idx) for word, idx in data["word_to_idx"].items()}}
+    vocab = {
+        "idx_to_word": list(data["idx_to_word"]),
+        "word_to_idx": {word: int(idx) for word, idx in data["word_to_idx"].items()},
+    }
     (base_dir / VOCAB_FILE).write_text(json.dumps(vocab), encoding="utf-8")
 
 

@@ -5,6 +5,7 @@ Every loader asks this module for its folder. The rule is the same everywhere: u
 present, else the default built from Fashion-MNIST by `datasets/build_defaults.py`. The environment variable
 ASGN3_DATA overrides the choice: `real`, `default` or `auto` (the rule above, the default).
 """
+
 import os
 from pathlib import Path
 
@@ -54,18 +55,38 @@ def _pick(what, real, marker, default, get_real, build_default, verbose):
 
 def coco_dir(verbose=True):
     """Folder holding the COCO captioning files (coco2014_captions.h5, coco2014_vocab.json, ...)."""
-    return _pick("COCO captioning", REAL_COCO_DIR, REAL_COCO_DIR / "coco2014_captions.h5", DEFAULT_COCO_DIR,
-                 "datasets/get_coco_captioning.sh", "python datasets/build_defaults.py", verbose)
+    return _pick(
+        "COCO captioning",
+        REAL_COCO_DIR,
+        REAL_COCO_DIR / "coco2014_captions.h5",
+        DEFAULT_COCO_DIR,
+        "datasets/get_coco_captioning.sh",
+        "python datasets/build_defaults.py",
+        verbose,
+    )
 
 
 def tiny_imagenet_dir(verbose=True):
     """Folder in the TinyImageNet-100-A layout (wnids.txt, words.txt, train/, val/, test/)."""
-    return _pick("TinyImageNet", REAL_TINY_IMAGENET_DIR, REAL_TINY_IMAGENET_DIR / "wnids.txt",
-                 DEFAULT_TINY_IMAGENET_DIR, "datasets/get_tiny_imagenet_a.sh",
-                 "python datasets/build_defaults.py", verbose)
+    return _pick(
+        "TinyImageNet",
+        REAL_TINY_IMAGENET_DIR,
+        REAL_TINY_IMAGENET_DIR / "wnids.txt",
+        DEFAULT_TINY_IMAGENET_DIR,
+        "datasets/get_tiny_imagenet_a.sh",
+        "python datasets/build_defaults.py",
+        verbose,
+    )
 
 
 def pretrained_model_path(verbose=True):
     """The pretrained CNN's HDF5 weights: the classic download if present, else the shipped default model."""
-    return _pick("Pretrained CNN", REAL_PRETRAINED_MODEL, REAL_PRETRAINED_MODEL, DEFAULT_PRETRAINED_MODEL,
-                 "datasets/get_pretrained_model.sh", "python datasets/train_default_model.py", verbose)
+    return _pick(
+        "Pretrained CNN",
+        REAL_PRETRAINED_MODEL,
+        REAL_PRETRAINED_MODEL,
+        DEFAULT_PRETRAINED_MODEL,
+        "datasets/get_pretrained_model.sh",
+        "python datasets/train_default_model.py",
+        verbose,
+    )

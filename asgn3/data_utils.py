@@ -10,6 +10,7 @@ from Fashion-MNIST by datasets/build_defaults.py):
   val/images/*.JPEG
   test/images/*.JPEG              and optionally test/test_annotations.txt like the val annotations
 """
+
 import pickle
 from pathlib import Path
 
@@ -18,8 +19,10 @@ from PIL import Image
 
 from asgn3 import data_paths
 
-GET_DATA_HINT = ("run datasets/get_tiny_imagenet_a.sh for the real TinyImageNet-100-A, or "
-                 "`bash kit.sh setup` for the built-in default, and call load_tiny_imagenet() without a path")
+GET_DATA_HINT = (
+    "run datasets/get_tiny_imagenet_a.sh for the real TinyImageNet-100-A, or "
+    "`bash kit.sh setup` for the built-in default, and call load_tiny_imagenet() without a path"
+)
 
 
 def read_rgb_image(path):
@@ -39,8 +42,9 @@ def read_rgb_image(path):
 def _read_lines(path):
     """The non-empty lines of a text file, split on tabs; a missing file says how to get the data."""
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: this is not a complete TinyImageNet folder; "
-                                f"{GET_DATA_HINT}")
+        raise FileNotFoundError(
+            f"{path} not found: this is not a complete TinyImageNet folder; {GET_DATA_HINT}"
+        )
     with open(path, encoding="utf-8") as f:
         return [line.rstrip("\n").split("\t") for line in f if line.strip()]
 
@@ -48,8 +52,9 @@ def _read_lines(path):
 def _existing(path):
     """The path itself, or a FileNotFoundError that says the folder is incomplete."""
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is listed but missing: the TinyImageNet folder is incomplete; "
-                                f"{GET_DATA_HINT}")
+        raise FileNotFoundError(
+            f"{path} is listed but missing: the TinyImageNet folder is incomplete; {GET_DATA_HINT}"
+        )
     return path
 
 
@@ -59,8 +64,10 @@ def _read_images(paths, dtype, image_size):
     for i, path in enumerate(paths):
         img = read_rgb_image(_existing(path))
         if img.shape[:2] != (image_size, image_size):
-            raise ValueError(f"{path}: expected a {image_size}x{image_size} image like the others, got "
-                             f"{img.shape[1]}x{img.shape[0]}")
+            raise ValueError(
+                f"{path}: expected a {image_size}x{image_size} image like the others, got "
+                f"{img.shape[1]}x{img.shape[0]}"
+            )
         X[i] = img.transpose(2, 0, 1)
     return X
 
@@ -70,15 +77,18 @@ def _labels_from_annotations(lines, wnid_to_label, where):
     names, labels = [], []
     for number, fields in enumerate(lines, start=1):
         if len(fields) < 2 or fields[1] not in wnid_to_label:
-            raise ValueError(f"{where}:{number}: expected 'file<TAB>class id' with an id of wnids.txt, got "
-                             f"{chr(9).join(fields)!r}")
+            raise ValueError(
+                f"{where}:{number}: expected 'file<TAB>class id' with an id of wnids.txt, got "
+                f"{chr(9).join(fields)!r}"
+            )
         names.append(fields[0])
         labels.append(wnid_to_label[fields[1]])
     return names, np.array(labels, dtype=np.int64)
 
 
-def load_tiny_imagenet(path=None, dtype=np.float32, subtract_mean=True, max_train_per_class=None,
-                       verbose=True):
+def load_tiny_imagenet(
+    path=None, dtype=np.float32, subtract_mean=True, max_train_per_class=None, verbose=True
+):
     """
     Load a TinyImageNet folder (layout in the module docstring) into arrays.
 
@@ -107,8 +117,10 @@ def load_tiny_imagenet(path=None, dtype=np.float32, subtract_mean=True, max_trai
     wnid_to_words = {fields[0]: fields[1] for fields in _read_lines(path / "words.txt") if len(fields) >= 2}
     missing = [wnid for wnid in wnids if wnid not in wnid_to_words]
     if missing:
-        raise ValueError(f"{path / 'words.txt'} has no 'id<TAB>names' line for {missing[:5]} "
-                         f"({len(missing)} of the ids in wnids.txt)")
+        raise ValueError(
+            f"{path / 'words.txt'} has no 'id<TAB>names' line for {missing[:5]} "
+            f"({len(missing)} of the ids in wnids.txt)"
+        )
     class_names = [[word.strip() for word in wnid_to_words[wnid].split(",")] for wnid in wnids]
 
     train_files, y_train = [], []
@@ -128,8 +140,9 @@ def load_tiny_imagenet(path=None, dtype=np.float32, subtract_mean=True, max_trai
 
     test_dir = path / "test" / "images"
     if not test_dir.is_dir():
-        raise FileNotFoundError(f"{test_dir} not found: this is not a complete TinyImageNet folder; "
-                                f"{GET_DATA_HINT}")
+        raise FileNotFoundError(
+            f"{test_dir} not found: this is not a complete TinyImageNet folder; {GET_DATA_HINT}"
+        )
     test_names = sorted(p.name for p in test_dir.iterdir() if not p.name.startswith("."))
     X_test = _read_images([test_dir / name for name in test_names], dtype, image_size)
     y_test = None
@@ -140,8 +153,9 @@ def load_tiny_imagenet(path=None, dtype=np.float32, subtract_mean=True, max_trai
         name_to_label = dict(zip(names, labels, strict=True))
         unlabelled = [name for name in test_names if name not in name_to_label]
         if unlabelled:
-            raise ValueError(f"{test_annotations} has no label for {unlabelled[:5]} ({len(unlabelled)} "
-                             f"of the test images)")
+            raise ValueError(
+                f"{test_annotations} has no label for {unlabelled[:5]} ({len(unlabelled)} of the test images)"
+            )
         y_test = np.array([name_to_label[name] for name in test_names], dtype=np.int64)
 
     mean_image = X_train.mean(axis=0, dtype=np.float64).astype(dtype)
@@ -150,9 +164,12 @@ def load_tiny_imagenet(path=None, dtype=np.float32, subtract_mean=True, max_trai
             X -= mean_image
     return {
         "class_names": class_names,
-        "X_train": X_train, "y_train": y_train,
-        "X_val": X_val, "y_val": y_val,
-        "X_test": X_test, "y_test": y_test,
+        "X_train": X_train,
+        "y_train": y_train,
+        "X_val": X_val,
+        "y_val": y_val,
+        "X_test": X_test,
+        "y_test": y_test,
         "mean_image": mean_image,
     }
 
@@ -176,8 +193,16 @@ def load_models(models_dir):
         try:
             with open(model_file, "rb") as f:
                 value = pickle.load(f)
-        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError,
-                IndexError, UnicodeDecodeError):
+        except (
+            pickle.UnpicklingError,
+            EOFError,
+            ValueError,
+            TypeError,
+            AttributeError,
+            ImportError,
+            IndexError,
+            UnicodeDecodeError,
+        ):
             continue
         models[model_file.name] = value["model"] if isinstance(value, dict) and "model" in value else value
     return models

@@ -3,6 +3,7 @@
 The im2col/col2im kernels come from the compiled extension asgn3.im2col_cython when it is built, and
 otherwise from asgn3.im2col (pure numpy, same numbers, slower). float32 inputs stay float32 end to end.
 """
+
 import warnings
 
 import numpy as np
@@ -16,8 +17,11 @@ try:
     from asgn3 import im2col_cython
 except ImportError as err:
     im2col_cython = None
-    warnings.warn(f"asgn3.im2col_cython is not built ({err}), using the slower numpy im2col; build it with: "
-                  f"{BUILD_COMMAND}", stacklevel=2)
+    warnings.warn(
+        f"asgn3.im2col_cython is not built ({err}), using the slower numpy im2col; build it with: "
+        f"{BUILD_COMMAND}",
+        stacklevel=2,
+    )
 
 # The module-level switch: which im2col/col2im implementation the fast layers call.
 USE_CYTHON = im2col_cython is not None
@@ -84,8 +88,10 @@ def conv_backward_fast(dout, cache):
     F, _, HH, WW = w.shape
     expected = (x_shape[0], F, cols.shape[1] // x_shape[0])
     if dout.ndim != 4 or (dout.shape[0], dout.shape[1], dout.shape[2] * dout.shape[3]) != expected:
-        raise ValueError(f"expected dout of shape (N, F, H', W') with N*H'*W' = {cols.shape[1]} and F={F}, "
-                         f"got {dout.shape}")
+        raise ValueError(
+            f"expected dout of shape (N, F, H', W') with N*H'*W' = {cols.shape[1]} and F={F}, "
+            f"got {dout.shape}"
+        )
     dout = dout.astype(cols.dtype, copy=False)
     dout_rows = dout.transpose(1, 0, 2, 3).reshape(F, -1)  # (F, N*H'*W'), the layout of the forward's product
     db = dout_rows.sum(axis=1)

@@ -3,6 +3,7 @@
 Every function perturbs its input x in place, one entry at a time, and restores it before returning:
 notebook lambdas that close over the same array see the perturbation, and rely on that.
 """
+
 from random import randrange
 
 import numpy as np
@@ -12,8 +13,10 @@ def _check_float_array(x):
     """Raise a ValueError unless x is a float ndarray that can be perturbed in place."""
     if not (isinstance(x, np.ndarray) and np.issubdtype(x.dtype, np.floating)):
         found = x.dtype if isinstance(x, np.ndarray) else type(x).__name__
-        raise ValueError(f"expected x to be a float numpy array (it is perturbed in place), got {found}; "
-                         "pass x.astype(np.float64)")
+        raise ValueError(
+            f"expected x to be a float numpy array (it is perturbed in place), got {found}; "
+            "pass x.astype(np.float64)"
+        )
 
 
 def _values_around(f, x, ix, h):

@@ -3,6 +3,7 @@
 cols has one row per (channel c, filter row i, filter column j), in that order, and one column per
 (image n, output row y, output column x), in that order, so cols has shape (C*HH*WW, N*H'*W').
 """
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -31,7 +32,7 @@ def im2col(x, field_height, field_width, pad, stride):
     x_pad = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad))) if pad else x
     # A read-only strided view (N, C, H'', W'', HH, WW) of every window; keep every stride-th one.
     windows = sliding_window_view(x_pad, (field_height, field_width), axis=(2, 3))
-    windows = windows[:, :, :H_out * stride:stride, :W_out * stride:stride]
+    windows = windows[:, :, : H_out * stride : stride, : W_out * stride : stride]
     # One strided gather: the reshape of the transposed view copies it into the cols layout.
     return windows.transpose(1, 4, 5, 0, 2, 3).reshape(C * field_height * field_width, N * H_out * W_out)
 
@@ -55,5 +56,7 @@ def col2im(cols, x_shape, field_height, field_width, pad, stride):
     # One vectorized add per filter offset (i, j): the loop runs over the HH*WW offsets, not over pixels.
     for i in range(field_height):
         for j in range(field_width):
-            x_pad[:, :, i:i + H_out * stride:stride, j:j + W_out * stride:stride] += fields[:, :, i, j]
-    return np.ascontiguousarray(x_pad[:, :, pad:pad + H, pad:pad + W])
+            x_pad[:, :, i : i + H_out * stride : stride, j : j + W_out * stride : stride] += fields[
+                :, :, i, j
+            ]
+    return np.ascontiguousarray(x_pad[:, :, pad : pad + H, pad : pad + W])

@@ -12,6 +12,7 @@ periodic blurring, a progress bar, and a display every `show_every` steps. A dis
 `callback(t, X)` when one is given, else to matplotlib when it runs interactively (a notebook); show_every=0
 turns displays off.
 """
+
 import sys
 
 import numpy as np
@@ -97,9 +98,20 @@ def make_fooling_image(X, target_y, model, learning_rate=10.0, max_iterations=10
     return X_fooling
 
 
-def create_class_visualization(target_y, model, learning_rate=10000, blur_every=1, l2_reg=1e-6, max_jitter=4,
-                               num_iterations=100, show_every=25, mean_image=None, seed=None, callback=None,
-                               verbose=True):
+def create_class_visualization(
+    target_y,
+    model,
+    learning_rate=10000,
+    blur_every=1,
+    l2_reg=1e-6,
+    max_jitter=4,
+    num_iterations=100,
+    show_every=25,
+    mean_image=None,
+    seed=None,
+    callback=None,
+    verbose=True,
+):
     """
     Generate an image that the model scores highly as target_y, starting from random noise.
 
@@ -149,9 +161,21 @@ def create_class_visualization(target_y, model, learning_rate=10000, blur_every=
     return X
 
 
-def invert_features(target_feats, layer, model, learning_rate=10000, num_iterations=500, l2_reg=1e-7,
-                    blur_every=1, show_every=50, mean_image=None, image_size=None, seed=None, callback=None,
-                    verbose=True):
+def invert_features(
+    target_feats,
+    layer,
+    model,
+    learning_rate=10000,
+    num_iterations=500,
+    l2_reg=1e-7,
+    blur_every=1,
+    show_every=50,
+    mean_image=None,
+    image_size=None,
+    seed=None,
+    callback=None,
+    verbose=True,
+):
     """
     Find an image whose features at `layer` match target_feats, starting from random noise.
 
@@ -194,8 +218,19 @@ def invert_features(target_feats, layer, model, learning_rate=10000, num_iterati
     return X
 
 
-def deepdream(X, layer, model, learning_rate=5.0, max_jitter=16, num_iterations=100, show_every=25,
-              mean_image=None, seed=None, callback=None, verbose=True):
+def deepdream(
+    X,
+    layer,
+    model,
+    learning_rate=5.0,
+    max_jitter=16,
+    num_iterations=100,
+    show_every=25,
+    mean_image=None,
+    seed=None,
+    callback=None,
+    verbose=True,
+):
     """
     DeepDream: amplify whatever the model sees at `layer` in an image.
 

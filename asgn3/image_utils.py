@@ -3,6 +3,7 @@
 The CNN takes float32 batches (N, 3, H, W) with the mean training image subtracted; people look at uint8
 images (H, W, 3). preprocess_image and deprocess_image go from one to the other.
 """
+
 import io
 import urllib.error
 import urllib.request
@@ -47,8 +48,10 @@ def _mean_for(mean, mean_img, image_shape):
         return mean_img.mean(axis=(1, 2), keepdims=True)
     if mean == "image":
         if mean_img.shape[1:] != tuple(image_shape[1:]):
-            raise ValueError(f"mean='image' needs an image of the mean image's size {mean_img.shape[1:]}, "
-                             f"got {tuple(image_shape[1:])}: use mean='pixel' for other sizes")
+            raise ValueError(
+                f"mean='image' needs an image of the mean image's size {mean_img.shape[1:]}, "
+                f"got {tuple(image_shape[1:])}: use mean='pixel' for other sizes"
+            )
         return mean_img
     raise ValueError(f"mean must be 'image', 'pixel' or 'none', got {mean!r}")
 

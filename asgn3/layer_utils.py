@@ -3,6 +3,7 @@
 Each forward returns (out, cache) with cache the tuple of its layers' caches; each backward returns the
 gradients of the forward's array inputs, in their order. The convolutions use the fast layers.
 """
+
 from asgn3.fast_layers import (
     conv_backward_fast,
     conv_forward_fast,

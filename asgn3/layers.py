@@ -3,6 +3,7 @@
 The backward returns the gradients in the order of the forward's array inputs. Convolution and max pooling
 here are the naive reference versions (loops, easy to read); asgn3/fast_layers.py has the fast ones.
 """
+
 import numpy as np
 
 # ---------------------------------------------------------------------------------------------------------
@@ -39,11 +40,14 @@ def conv_output_shape(x_shape, w_shape, b_shape, conv_param):
     N, C, H, W = x_shape
     F, C_w, HH, WW = w_shape
     if C_w != C:
-        raise ValueError(f"expected w of shape (F, C, HH, WW) with C={C} to match x {tuple(x_shape)}, "
-                         f"got w {tuple(w_shape)}")
+        raise ValueError(
+            f"expected w of shape (F, C, HH, WW) with C={C} to match x {tuple(x_shape)}, "
+            f"got w {tuple(w_shape)}"
+        )
     if tuple(b_shape) != (F,):
-        raise ValueError(f"expected b of shape (F,) = ({F},) to match w {tuple(w_shape)}, "
-                         f"got {tuple(b_shape)}")
+        raise ValueError(
+            f"expected b of shape (F,) = ({F},) to match w {tuple(w_shape)}, got {tuple(b_shape)}"
+        )
     try:
         stride, pad = int(conv_param["stride"]), int(conv_param["pad"])
     except (KeyError, TypeError) as err:
@@ -51,8 +55,9 @@ def conv_output_shape(x_shape, w_shape, b_shape, conv_param):
     if stride < 1 or pad < 0:
         raise ValueError(f"expected stride >= 1 and pad >= 0, got stride={stride}, pad={pad}")
     if H + 2 * pad < HH or W + 2 * pad < WW:
-        raise ValueError(f"filters {HH}x{WW} do not fit in the padded input: x {tuple(x_shape)} "
-                         f"with pad={pad}")
+        raise ValueError(
+            f"filters {HH}x{WW} do not fit in the padded input: x {tuple(x_shape)} with pad={pad}"
+        )
     H_out = 1 + (H + 2 * pad - HH) // stride
     W_out = 1 + (W + 2 * pad - WW) // stride
     return stride, pad, H_out, W_out
@@ -76,8 +81,9 @@ def pool_output_shape(x_shape, pool_param):
         ph, pw = int(pool_param["pool_height"]), int(pool_param["pool_width"])
         stride = int(pool_param["stride"])
     except (KeyError, TypeError) as err:
-        raise ValueError("pool_param needs integer 'pool_height', 'pool_width' and 'stride', "
-                         f"got {pool_param!r}") from err
+        raise ValueError(
+            f"pool_param needs integer 'pool_height', 'pool_width' and 'stride', got {pool_param!r}"
+        ) from err
     if min(ph, pw, stride) < 1:
         raise ValueError(f"expected pool sizes and stride >= 1, got {pool_param!r}")
     H, W = x_shape[2], x_shape[3]
@@ -123,8 +129,10 @@ def affine_forward(x, w, b):
     D, M = w.shape
     x_rows = x.reshape(N, -1)
     if x_rows.shape[1] != D:
-        raise ValueError(f"expected x of shape (N, d_1, ..., d_k) with d_1*...*d_k = D = {D} to match "
-                         f"w {w.shape}, got x {x.shape}")
+        raise ValueError(
+            f"expected x of shape (N, d_1, ..., d_k) with d_1*...*d_k = D = {D} to match "
+            f"w {w.shape}, got x {x.shape}"
+        )
     if np.shape(b) != (M,):
         raise ValueError(f"expected b of shape (M,) = ({M},) to match w {w.shape}, got {np.shape(b)}")
     out = x_rows @ w + b
@@ -254,8 +262,9 @@ def _check_bn_args(x, gamma, beta, layout, ndim):
     n_features = x.shape[1]
     for name, value in (("gamma", gamma), ("beta", beta)):
         if np.shape(value) != (n_features,):
-            raise ValueError(f"expected {name} of shape ({n_features},) to match x {x.shape}, "
-                             f"got {np.shape(value)}")
+            raise ValueError(
+                f"expected {name} of shape ({n_features},) to match x {x.shape}, got {np.shape(value)}"
+            )
 
 
 def batchnorm_forward(x, gamma, beta, bn_param):
@@ -366,7 +375,7 @@ def conv_forward_naive(x, w, b, conv_param):
         for f in range(F):
             for i in range(H_out):
                 for j in range(W_out):
-                    window = x_pad[n, :, i * stride:i * stride + HH, j * stride:j * stride + WW]
+                    window = x_pad[n, :, i * stride : i * stride + HH, j * stride : j * stride + WW]
                     out[n, f, i, j] = np.sum(window * w[f]) + b[f]
     return out, (x, w, b, conv_param)
 
@@ -400,7 +409,7 @@ def conv_backward_naive(dout, cache):
                     cols = slice(j * stride, j * stride + WW)
                     dw[f] += x_pad[n, :, rows, cols] * dout[n, f, i, j]
                     dx_pad[n, :, rows, cols] += w[f] * dout[n, f, i, j]
-    dx = dx_pad[:, :, pad:pad + x.shape[2], pad:pad + x.shape[3]]
+    dx = dx_pad[:, :, pad : pad + x.shape[2], pad : pad + x.shape[3]]
     return dx, dw, db
 
 
@@ -421,7 +430,7 @@ def max_pool_forward_naive(x, pool_param):
     out = np.empty((N, C, H_out, W_out), dtype=x.dtype)
     for i in range(H_out):
         for j in range(W_out):
-            window = x[:, :, i * stride:i * stride + ph, j * stride:j * stride + pw]
+            window = x[:, :, i * stride : i * stride + ph, j * stride : j * stride + pw]
             out[:, :, i, j] = window.max(axis=(2, 3))
     return out, (x, pool_param)
 
@@ -445,7 +454,7 @@ def max_pool_backward_naive(dout, cache):
     n_idx, c_idx = np.ogrid[:N, :C]
     for i in range(H_out):
         for j in range(W_out):
-            window = x[:, :, i * stride:i * stride + ph, j * stride:j * stride + pw]
+            window = x[:, :, i * stride : i * stride + ph, j * stride : j * stride + pw]
             first_max = window.reshape(N, C, ph * pw).argmax(axis=2)
             rows, cols = np.divmod(first_max, pw)
             dx[n_idx, c_idx, i * stride + rows, j * stride + cols] += dout[:, :, i, j]

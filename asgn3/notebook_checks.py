@@ -11,6 +11,7 @@ The verdict at the end is OK or FAIL (FOOLED or NOT FOOLED for the fooling image
 FAIL and carries on, as the classic notebooks did, except the fooling image, which is an assertion.
 `parse_checks` reads such lines back from a notebook's printed output (the tests of the notebooks use it).
 """
+
 import re
 from dataclasses import dataclass
 
@@ -35,8 +36,10 @@ def rel_error(x, y, what=None):
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     if x.shape != y.shape:
-        raise ValueError(f"rel_error compares arrays of the same shape; got {x.shape} and {y.shape}: "
-                         f"check the shape of what {_describe(what)} returns")
+        raise ValueError(
+            f"rel_error compares arrays of the same shape; got {x.shape} and {y.shape}: "
+            f"check the shape of what {_describe(what)} returns"
+        )
     return float(np.max(np.abs(x - y) / np.maximum(1e-8, np.abs(x) + np.abs(y))))
 
 
@@ -62,15 +65,16 @@ def _source_file(what):
     """The kit file that defines `what` (a function or method), or '...' when unknown."""
     module = getattr(what, "__module__", None)
     if module and module.startswith("asgn3."):
-        return module[len("asgn3."):].replace(".", "/") + ".py"
+        return module[len("asgn3.") :].replace(".", "/") + ".py"
     return "... (the file that defines it)"
 
 
 def _print_check(name, quantity, value, relation, bound, tol=None):
     """Print one check line and return whether it passed."""
     if value is None:
-        raise NotImplementedError(f"{name}: the {quantity} is None, the function behind it is still a stub: "
-                                  f"{STUB_HINT}...")
+        raise NotImplementedError(
+            f"{name}: the {quantity} is None, the function behind it is still a stub: {STUB_HINT}..."
+        )
     value = float(value)
     if relation == "below":
         passed = value < bound
@@ -124,6 +128,7 @@ def report_fooled(predicted, target, class_names=None):
     - target: the class the fooling image was made for (an int).
     - class_names: optional list; class_names[c] is a name or a list of names of class c.
     """
+
     def label(c):
         if class_names is None:
             return f"class {c}"
@@ -131,10 +136,14 @@ def report_fooled(predicted, target, class_names=None):
         return f"class {c} ({names if isinstance(names, str) else names[0]})"
 
     fooled = int(predicted) == int(target)
-    print(f"fooling image: predicted {label(predicted)}, target {label(target)} "
-          f"{'FOOLED' if fooled else 'NOT FOOLED'}")
-    assert fooled, ("The network is not fooled: make_fooling_image must keep ascending the target score "
-                    "until the network predicts the target class")
+    print(
+        f"fooling image: predicted {label(predicted)}, target {label(target)} "
+        f"{'FOOLED' if fooled else 'NOT FOOLED'}"
+    )
+    assert fooled, (
+        "The network is not fooled: make_fooling_image must keep ascending the target score "
+        "until the network predicts the target class"
+    )
 
 
 @dataclass(frozen=True)
@@ -167,10 +176,12 @@ _NUMBER = r"[-+]?(?:\d+\.?\d*(?:e[-+]?\d+)?|nan|inf)"
 _CHECK_LINE = re.compile(
     rf"^(?P<name>.+?): (?P<quantity>[a-z][a-z ]*?) (?P<value>{_NUMBER}) "
     rf"\(should be (?P<relation>below|at least|about) (?P<bound>{_NUMBER})(?: within (?P<tol>{_NUMBER}))?\) "
-    r"(?P<verdict>OK|FAIL)$")
+    r"(?P<verdict>OK|FAIL)$"
+)
 _FOOLED_LINE = re.compile(
     r"^fooling image: predicted class (?P<predicted>\d+)(?: \([^)]*\))?, "
-    r"target class (?P<target>\d+)(?: \([^)]*\))? (?P<verdict>FOOLED|NOT FOOLED)$")
+    r"target class (?P<target>\d+)(?: \([^)]*\))? (?P<verdict>FOOLED|NOT FOOLED)$"
+)
 
 
 def parse_checks(text):
@@ -181,11 +192,29 @@ def parse_checks(text):
         match = _CHECK_LINE.match(line)
         if match:
             tol = match["tol"]
-            checks.append(Check(match["name"], match["quantity"], float(match["value"]), match["relation"],
-                                float(match["bound"]), float(tol) if tol else None, match["verdict"]))
+            checks.append(
+                Check(
+                    match["name"],
+                    match["quantity"],
+                    float(match["value"]),
+                    match["relation"],
+                    float(match["bound"]),
+                    float(tol) if tol else None,
+                    match["verdict"],
+                )
+            )
             continue
         match = _FOOLED_LINE.match(line)
         if match:
-            checks.append(Check("fooling image", "predicted class", float(match["predicted"]), "fooled",
-                                float(match["target"]), None, match["verdict"]))
+            checks.append(
+                Check(
+                    "fooling image",
+                    "predicted class",
+                    float(match["predicted"]),
+                    "fooled",
+                    float(match["target"]),
+                    None,
+                    match["verdict"],
+                )
+            )
     return checks

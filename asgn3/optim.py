@@ -5,6 +5,7 @@ averages...), filled with the defaults on the first call and updated on every ca
 config per parameter and passes it back each step. w is not modified: the rule returns a new array of the
 same dtype.
 """
+
 import numpy as np
 
 

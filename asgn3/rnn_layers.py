@@ -9,18 +9,22 @@ The sequence layers (`rnn_forward`, `lstm_forward`) multiply the inputs of all T
 matrix product before the loop, and hand each step its projected input with `Wx=None`; only the
 recurrence (which needs the previous hidden state) loops over time.
 """
+
 import numpy as np
 
 
 def _check_sequence_inputs(x, h0, Wx, Wh, b, gates):
     """Raise a ValueError naming the mismatch when the inputs of rnn/lstm_forward do not fit together."""
     if x.ndim != 3 or x.shape[2] != Wx.shape[0]:
-        raise ValueError(f"expected x of shape (N, T, D) with D={Wx.shape[0]} to match Wx {Wx.shape}, "
-                         f"got {x.shape}")
+        raise ValueError(
+            f"expected x of shape (N, T, D) with D={Wx.shape[0]} to match Wx {Wx.shape}, got {x.shape}"
+        )
     H = Wh.shape[0]
     if Wx.shape[1] != gates * H or Wh.shape != (H, gates * H) or b.shape != (gates * H,):
-        raise ValueError(f"expected Wx (D, {gates}H), Wh (H, {gates}H) and b ({gates}H,) with H={H}, "
-                         f"got Wx {Wx.shape}, Wh {Wh.shape}, b {b.shape}")
+        raise ValueError(
+            f"expected Wx (D, {gates}H), Wh (H, {gates}H) and b ({gates}H,) with H={H}, "
+            f"got Wx {Wx.shape}, Wh {Wh.shape}, b {b.shape}"
+        )
     if h0.shape != (x.shape[0], H):
         raise ValueError(f"expected h0 of shape (N, H) = {(x.shape[0], H)}, got {h0.shape}")
 
@@ -196,8 +200,10 @@ def word_embedding_forward(x, W):
     if not np.issubdtype(x.dtype, np.integer):
         raise ValueError(f"expected integer word indices x, got dtype {x.dtype}")
     if x.size and (x.min() < 0 or x.max() >= W.shape[0]):
-        raise ValueError(f"expected word indices in [0, {W.shape[0]}) to match W {W.shape}, "
-                         f"got values from {x.min()} to {x.max()}")
+        raise ValueError(
+            f"expected word indices in [0, {W.shape[0]}) to match W {W.shape}, "
+            f"got values from {x.min()} to {x.max()}"
+        )
     out, cache = None, None
     ###########################################################################
     # TODO: Implement the forward pass for word embeddings. This is a single  #
@@ -295,9 +301,9 @@ def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
     H = prev_h.shape[1]
     a = (x if Wx is None else x @ Wx) + prev_h @ Wh + b
     gates = np.empty_like(a)
-    gates[:, :3 * H] = sigmoid(a[:, :3 * H])
-    gates[:, 3 * H:] = np.tanh(a[:, 3 * H:])
-    i, f, o, g = gates[:, :H], gates[:, H:2 * H], gates[:, 2 * H:3 * H], gates[:, 3 * H:]
+    gates[:, : 3 * H] = sigmoid(a[:, : 3 * H])
+    gates[:, 3 * H :] = np.tanh(a[:, 3 * H :])
+    i, f, o, g = gates[:, :H], gates[:, H : 2 * H], gates[:, 2 * H : 3 * H], gates[:, 3 * H :]
     next_c = f * prev_c + i * g
     tanh_c = np.tanh(next_c)
     next_h = o * tanh_c
@@ -337,15 +343,15 @@ def lstm_step_backward(dnext_h, dnext_c, cache):
     # *****START OF YOUR CODE*****
     x, prev_h, prev_c, Wx, Wh, gates, tanh_c = cache
     H = prev_h.shape[1]
-    i, f, o, g = gates[:, :H], gates[:, H:2 * H], gates[:, 2 * H:3 * H], gates[:, 3 * H:]
+    i, f, o, g = gates[:, :H], gates[:, H : 2 * H], gates[:, 2 * H : 3 * H], gates[:, 3 * H :]
     dc = dnext_c + dnext_h * o * (1 - tanh_c * tanh_c)
     da = np.empty_like(gates)  # first the gradients of the gates i, f, o, g ...
     da[:, :H] = dc * g
-    da[:, H:2 * H] = dc * prev_c
-    da[:, 2 * H:3 * H] = dnext_h * tanh_c
-    da[:, 3 * H:] = dc * i
-    da[:, :3 * H] *= gates[:, :3 * H] * (1 - gates[:, :3 * H])  # ... then through their nonlinearities
-    da[:, 3 * H:] *= 1 - g * g
+    da[:, H : 2 * H] = dc * prev_c
+    da[:, 2 * H : 3 * H] = dnext_h * tanh_c
+    da[:, 3 * H :] = dc * i
+    da[:, : 3 * H] *= gates[:, : 3 * H] * (1 - gates[:, : 3 * H])  # ... then through their nonlinearities
+    da[:, 3 * H :] *= 1 - g * g
     dprev_c = dc * f
     if Wx is None:
         dx, dWx = da, None
@@ -435,7 +441,8 @@ def lstm_backward(dh, cache):
     dWh, db = np.zeros_like(Wh), np.zeros(Wh.shape[1], dtype=Wh.dtype)
     for t in reversed(range(T)):
         dxw[:, t], dprev_h, dprev_c, _, dWh_t, db_t = lstm_step_backward(
-            dh[:, t] + dprev_h, dprev_c, step_caches[t])
+            dh[:, t] + dprev_h, dprev_c, step_caches[t]
+        )
         dWh += dWh_t
         db += db_t
     dh0 = dprev_h
@@ -462,8 +469,9 @@ def temporal_affine_forward(x, w, b):
     - cache: Values needed for the backward pass
     """
     if x.ndim != 3 or x.shape[2] != w.shape[0]:
-        raise ValueError(f"expected x of shape (N, T, D) with D={w.shape[0]} to match w {w.shape}, "
-                         f"got {x.shape}")
+        raise ValueError(
+            f"expected x of shape (N, T, D) with D={w.shape[0]} to match w {w.shape}, got {x.shape}"
+        )
     out, cache = None, None
     ###########################################################################
     # TODO: Implement the temporal affine forward pass: the same affine map   #
@@ -530,8 +538,10 @@ def temporal_softmax_loss(x, y, mask, verbose=False):
     - dx: Gradient of loss with respect to scores x, of shape (N, T, V)
     """
     if x.ndim != 3 or np.shape(y) != x.shape[:2] or np.shape(mask) != x.shape[:2]:
-        raise ValueError(f"expected scores x (N, T, V) with y and mask of shape (N, T) = {x.shape[:2]}, "
-                         f"got x {x.shape}, y {np.shape(y)}, mask {np.shape(mask)}")
+        raise ValueError(
+            f"expected scores x (N, T, V) with y and mask of shape (N, T) = {x.shape[:2]}, "
+            f"got x {x.shape}, y {np.shape(y)}, mask {np.shape(mask)}"
+        )
     loss, dx = None, None
     ###########################################################################
     # TODO: Implement the temporal softmax loss. Flatten x to (N*T, V) and y, #

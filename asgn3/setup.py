@@ -4,6 +4,7 @@
 The extension is named asgn3.im2col_cython and the package asgn3 is this folder, so --inplace puts the
 compiled module right here, where `from asgn3 import im2col_cython` finds it.
 """
+
 import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup

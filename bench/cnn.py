@@ -11,6 +11,7 @@ shipped default model too when datasets/pretrained/default_pretrained_model.h5 e
 median over --repeats runs; the rate in GFLOP/s is shown next to numpy's float32 GEMM rate measured in
 the same run, so that a busy machine shows up in both.
 """
+
 import argparse
 import functools
 import time
@@ -42,8 +43,10 @@ def forward_backward(model, X):
 
 def time_model(name, model, repeats, gemm):
     """Print forward and forward+backward-to-image times for batches of 1 and 50."""
-    print(f"{name}: filters {model.num_filters}, hidden {model.hidden_dim}, {model.num_classes} classes, "
-          f"{sum(p.size for p in model.params.values()) / 1e6:.1f}M parameters")
+    print(
+        f"{name}: filters {model.num_filters}, hidden {model.hidden_dim}, {model.num_classes} classes, "
+        f"{sum(p.size for p in model.params.values()) / 1e6:.1f}M parameters"
+    )
     flops = forward_flops(model)
     rng = np.random.default_rng(0)
     for batch in (1, 50):
@@ -51,10 +54,12 @@ def time_model(name, model, repeats, gemm):
         t_forward = median_seconds(functools.partial(model.forward, X), repeats=repeats)
         t_both = median_seconds(functools.partial(forward_backward, model, X), repeats=repeats)
         rate = batch * flops / t_forward / 1e9
-        print(f"  batch {batch:2d}: forward {t_forward * 1e3:8.1f} ms "
-              f"({t_forward / batch * 1e3:6.1f} ms/image, {rate:5.1f} GFLOP/s = {rate / gemm:.0%} of GEMM)   "
-              f"forward+backward to the image {t_both * 1e3:8.1f} ms "
-              f"(backward/forward {(t_both - t_forward) / t_forward:.2f})")
+        print(
+            f"  batch {batch:2d}: forward {t_forward * 1e3:8.1f} ms "
+            f"({t_forward / batch * 1e3:6.1f} ms/image, {rate:5.1f} GFLOP/s = {rate / gemm:.0%} of GEMM)   "
+            f"forward+backward to the image {t_both * 1e3:8.1f} ms "
+            f"(backward/forward {(t_both - t_forward) / t_forward:.2f})"
+        )
 
 
 def time_class_visualization(model, steps):
@@ -69,8 +74,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per figure (median)")
     parser.add_argument("--steps", type=int, default=100, help="class-visualization steps to time")
-    parser.add_argument("--model", type=Path, default=data_paths.DEFAULT_PRETRAINED_MODEL,
-                        help="weights file timed next to the classic architecture (default: shipped model)")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=data_paths.DEFAULT_PRETRAINED_MODEL,
+        help="weights file timed next to the classic architecture (default: shipped model)",
+    )
     args = parser.parse_args()
 
     print(machine_line())

@@ -4,6 +4,7 @@ Speed is only ever measured in bench/*.py, never in the tests. Every figure a be
 over repeats, and every rate is shown next to a reference measured in the same run on the same machine, so
 that the ratios mean something on a busy or a slow machine.
 """
+
 import os
 import time
 

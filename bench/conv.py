@@ -11,6 +11,7 @@ busy machine slows both. The naive layers are far too slow for a full batch: the
 images and their time is scaled per image (they loop over images, filters and pixels, so the time is
 proportional to the number of images).
 """
+
 import argparse
 import os
 
@@ -55,8 +56,10 @@ def speedup(N, naive_images, C, F, k, stride, pad, size, repeats):
     small = (x[:naive_images], w, b, conv_param, dout[:naive_images])
     naive_f, naive_b = time_pair(layers.conv_forward_naive, layers.conv_backward_naive, *small, repeats=1)
     scale = N / naive_images
-    print(f"  x ({N}, {C}, {size}, {size}), w ({F}, {C}, {k}, {k}), stride {stride}, pad {pad}, float64 "
-          f"(naive timed on {naive_images} image(s), scaled x{scale:g})")
+    print(
+        f"  x ({N}, {C}, {size}, {size}), w ({F}, {C}, {k}, {k}), stride {stride}, pad {pad}, float64 "
+        f"(naive timed on {naive_images} image(s), scaled x{scale:g})"
+    )
     for name, naive, fast in (("forward ", naive_f * scale, fast_f), ("backward", naive_b * scale, fast_b)):
         print(f"    {name}: naive {naive:8.3f} s  fast {fast:8.4f} s  speedup {naive / fast:7.0f}x")
 
@@ -81,13 +84,16 @@ def rates(N, repeats, torch):
     for name, C, F, k, stride, pad, size in CNN_SHAPES:
         gemm = gemm_gflops(n=1024, dtype=np.float32, repeats=repeats)
         x, w, b, conv_param, dout = conv_problem(N, C, F, k, stride, pad, size, np.float32)
-        t_f, t_b = time_pair(fast_layers.conv_forward_fast, fast_layers.conv_backward_fast,
-                             x, w, b, conv_param, dout, repeats)
+        t_f, t_b = time_pair(
+            fast_layers.conv_forward_fast, fast_layers.conv_backward_fast, x, w, b, conv_param, dout, repeats
+        )
         # forward: one product (F x CKK) @ (CKK x NP); backward: two of the same size
         flops = 3 * 2 * F * C * k * k * dout.shape[0] * dout.shape[2] * dout.shape[3]
         rate = flops / (t_f + t_b) / 1e9
-        line = (f"  {name:29s} fwd {t_f * 1e3:7.1f} ms  bwd {t_b * 1e3:7.1f} ms  {rate:6.1f} GFLOP/s"
-                f"  = {rate / gemm:4.2f} x GEMM ({gemm:.1f} GFLOP/s)")
+        line = (
+            f"  {name:29s} fwd {t_f * 1e3:7.1f} ms  bwd {t_b * 1e3:7.1f} ms  {rate:6.1f} GFLOP/s"
+            f"  = {rate / gemm:4.2f} x GEMM ({gemm:.1f} GFLOP/s)"
+        )
         if torch is not None:
             t_torch = torch_seconds(torch, x, w, b, conv_param, dout, repeats)
             line += f"  torch {t_torch * 1e3:7.1f} ms: ours takes {(t_f + t_b) / t_torch:4.2f} x torch's time"
@@ -98,8 +104,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per figure (median)")
     parser.add_argument("--batch", type=int, default=50, help="N for the CNN shapes")
-    parser.add_argument("--cpu-time", action="store_true",
-                        help="time with the process's CPU time instead of wall time (use with one thread)")
+    parser.add_argument(
+        "--cpu-time",
+        action="store_true",
+        help="time with the process's CPU time instead of wall time (use with one thread)",
+    )
     args = parser.parse_args()
     set_clock("cpu" if args.cpu_time else "wall")
     torch = try_import_torch()
@@ -111,8 +120,10 @@ def main():
     print("\nFast vs naive convolution (goal: at least 100x)")
     speedup(100, 2, 3, 25, 3, 2, 1, 31, args.repeats)  # the classic kit's benchmark shape
     speedup(args.batch, 1, 64, 64, 3, 1, 1, 32, args.repeats)
-    print(f"\nFast convolution forward+backward, float32, N={args.batch} "
-          "(target: at least 1/3 of the GEMM rate on the 3x3 shapes)")
+    print(
+        f"\nFast convolution forward+backward, float32, N={args.batch} "
+        "(target: at least 1/3 of the GEMM rate on the 3x3 shapes)"
+    )
     rates(args.batch, args.repeats, torch)
 
 

@@ -6,6 +6,7 @@ Prints the median wall time of a whole grading (all 26 hidden checks, 100 points
 number of cores and the machine's load average, and the time of the slowest checks. The target: under
 one minute on 2 cores.
 """
+
 import argparse
 import os
 import shutil
@@ -55,8 +56,10 @@ def main():
                 scores.append(Grader(zip_path).grade()["score"])
 
             seconds = median_seconds(grade_once, repeats=args.repeats, warmup=0)
-            print(f"{name}: score {scores[-1]:g} / 100, median {seconds:.1f} s over {args.repeats} gradings "
-                  f"(load average now {os.getloadavg()[0]:.1f})")
+            print(
+                f"{name}: score {scores[-1]:g} / 100, median {seconds:.1f} s over {args.repeats} gradings "
+                f"(load average now {os.getloadavg()[0]:.1f})"
+            )
         start = time.monotonic()
         Grader(submission(Path(tmp) / "verbose", False), verbose=True).grade()
         print(f"one more reference grading with per-check times above: {time.monotonic() - start:.1f} s")

@@ -11,6 +11,7 @@ Every time is a median over --repeats runs. The GFLOP/s count only the matrix pr
 all the work: per time step and per gate block, forward x Wx and h Wh, backward dx, dWx, dh and dWh, so
 forward+backward is 3 * 2 N T (D + H) kH flops with k = 4 for the LSTM and 1 for the RNN.
 """
+
 import argparse
 import os
 
@@ -72,10 +73,19 @@ def torch_seconds(torch, cell, x, h0, Wx, Wh, b, dh, repeats):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per figure (median)")
-    parser.add_argument("--shape", type=int, nargs=4, default=(100, 16, 256, 512),
-                        metavar=("N", "T", "D", "H"), help="batch, time steps, input and hidden sizes")
-    parser.add_argument("--cpu-time", action="store_true",
-                        help="time with the process's CPU time instead of wall time (use with one thread)")
+    parser.add_argument(
+        "--shape",
+        type=int,
+        nargs=4,
+        default=(100, 16, 256, 512),
+        metavar=("N", "T", "D", "H"),
+        help="batch, time steps, input and hidden sizes",
+    )
+    parser.add_argument(
+        "--cpu-time",
+        action="store_true",
+        help="time with the process's CPU time instead of wall time (use with one thread)",
+    )
     args = parser.parse_args()
     set_clock("cpu" if args.cpu_time else "wall")
     torch = try_import_torch()
@@ -92,8 +102,10 @@ def main():
         flops = 3 * 2 * N * T * (D + H) * gates * H
         rate = flops / (t_f + t_b) / 1e9
         total = t_f + t_b
-        line = (f"  {cell:4s} fwd {t_f * 1e3:6.1f} ms  bwd {t_b * 1e3:6.1f} ms  total {total * 1e3:6.1f} ms"
-                f"  {rate:6.1f} GFLOP/s = {rate / gemm:4.2f} x GEMM ({gemm:.1f} GFLOP/s)")
+        line = (
+            f"  {cell:4s} fwd {t_f * 1e3:6.1f} ms  bwd {t_b * 1e3:6.1f} ms  total {total * 1e3:6.1f} ms"
+            f"  {rate:6.1f} GFLOP/s = {rate / gemm:4.2f} x GEMM ({gemm:.1f} GFLOP/s)"
+        )
         if torch is not None:
             t_torch = torch_seconds(torch, cell, *arrays, args.repeats)
             line += f"  torch {t_torch * 1e3:6.1f} ms: ours takes {total / t_torch:4.2f} x torch's time"

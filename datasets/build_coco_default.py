@@ -11,6 +11,7 @@ training features. The files follow the classic COCO captioning layout (see asgn
 
 Usage: python datasets/build_coco_default.py [--out DIR] [--seed S] [--random-model]
 """
+
 import argparse
 import json
 import shutil
@@ -45,8 +46,9 @@ def encode(caption, word_to_idx):
     """A caption string as MAX_LENGTH token indices: <START> words <END>, then <NULL> padding."""
     tokens = ["<START>"] + caption.split() + ["<END>"]
     if len(tokens) > MAX_LENGTH:
-        raise ValueError(f"caption {caption!r} has {len(tokens)} tokens with <START>/<END>; at most "
-                         f"{MAX_LENGTH} fit")
+        raise ValueError(
+            f"caption {caption!r} has {len(tokens)} tokens with <START>/<END>; at most {MAX_LENGTH} fit"
+        )
     return [word_to_idx[t] for t in tokens] + [word_to_idx["<NULL>"]] * (MAX_LENGTH - len(tokens))
 
 
@@ -76,8 +78,16 @@ def draw_scenes(rng, n, labels):
     scale = rng.uniform(22.0, 30.0, size=(n, 3))
     top = (cell // 2) * half + rng.random((n, 3)) * (half - scale)
     left = (cell % 2) * half + rng.random((n, 3)) * (half - scale)
-    return {"count": count, "cell": cell, "label": label, "colour": colour, "item": item,
-            "scale": scale, "top": top, "left": left}
+    return {
+        "count": count,
+        "cell": cell,
+        "label": label,
+        "colour": colour,
+        "item": item,
+        "scale": scale,
+        "top": top,
+        "left": left,
+    }
 
 
 def render_scenes(rng, scenes, pool):
@@ -100,20 +110,32 @@ def render_scenes(rng, scenes, pool):
     for slot in range(3):
         used = np.flatnonzero(scenes["count"] > slot)
         part = canvas[used]
-        boxes[used, slot] = paste_items(part, pool[scenes["item"][used, slot]],
-                                        palette[scenes["colour"][used, slot]], scenes["top"][used, slot],
-                                        scenes["left"][used, slot], scenes["scale"][used, slot])
+        boxes[used, slot] = paste_items(
+            part,
+            pool[scenes["item"][used, slot]],
+            palette[scenes["colour"][used, slot]],
+            scenes["top"][used, slot],
+            scenes["left"][used, slot],
+            scenes["scale"][used, slot],
+        )
         canvas[used] = part
     return to_uint8(canvas), boxes
 
 
 def scene_items(scenes, boxes, pool_name, i):
     """The list of item dicts of scene i (noun, class, colour, cell, position, box, source image)."""
-    return [{"noun": NOUNS[scenes["label"][i, s]], "class": int(scenes["label"][i, s]),
-             "colour": COLOUR_NAMES[scenes["colour"][i, s]], "cell": int(scenes["cell"][i, s]),
-             "position": CELL_NAMES[scenes["cell"][i, s]], "box": [int(v) for v in boxes[i, s]],
-             "source": f"fashion-mnist {pool_name} {int(scenes['item'][i, s])}"}
-            for s in range(scenes["count"][i])]
+    return [
+        {
+            "noun": NOUNS[scenes["label"][i, s]],
+            "class": int(scenes["label"][i, s]),
+            "colour": COLOUR_NAMES[scenes["colour"][i, s]],
+            "cell": int(scenes["cell"][i, s]),
+            "position": CELL_NAMES[scenes["cell"][i, s]],
+            "box": [int(v) for v in boxes[i, s]],
+            "source": f"fashion-mnist {pool_name} {int(scenes['item'][i, s])}",
+        }
+        for s in range(scenes["count"][i])
+    ]
 
 
 def cnn_features(model, images, mean_image, batch_size=250):
@@ -132,7 +154,7 @@ def cnn_features(model, images, mean_image, batch_size=250):
     last_conv = model.num_conv - 1
     rows = []
     for i in range(0, len(images), batch_size):
-        X = images[i:i + batch_size].transpose(0, 3, 1, 2).astype(np.float32) - mean_image
+        X = images[i : i + batch_size].transpose(0, 3, 1, 2).astype(np.float32) - mean_image
         out, _ = model.forward(X, end=last_conv, mode="test")
         rows.append(out.reshape(len(X), -1))
     return np.concatenate(rows).astype(np.float32)
@@ -158,8 +180,16 @@ def fit_pca(features, dim):
     return mean, components * signs[:, None]
 
 
-def build(out_dir, model, mean_image, seed=SEED, num_train=NUM_TRAIN, num_val=NUM_VAL, fashion_dir=None,
-          verbose=True):
+def build(
+    out_dir,
+    model,
+    mean_image,
+    seed=SEED,
+    num_train=NUM_TRAIN,
+    num_val=NUM_VAL,
+    fashion_dir=None,
+    verbose=True,
+):
     """
     Build the dataset into out_dir (replacing what is there).
 
@@ -187,8 +217,10 @@ def build(out_dir, model, mean_image, seed=SEED, num_train=NUM_TRAIN, num_val=NU
 
     data = {"idx_to_word": idx_to_word, "word_to_idx": word_to_idx}
     # Training scenes use Fashion-MNIST's training images, validation scenes its test images.
-    for split, n, pool, labels, pool_name in (("train", num_train, X_train, y_train, "train"),
-                                              ("val", num_val, X_test, y_test, "test")):
+    for split, n, pool, labels, pool_name in (
+        ("train", num_train, X_train, y_train, "train"),
+        ("val", num_val, X_test, y_test, "test"),
+    ):
         if verbose:
             print(f"  rendering {n} {split} scenes and their captions")
         scenes = draw_scenes(rng, n, labels)
@@ -224,8 +256,9 @@ def build(out_dir, model, mean_image, seed=SEED, num_train=NUM_TRAIN, num_val=NU
     return out_dir
 
 
-def load_model_and_mean(model_file=DEFAULT_PRETRAINED_MODEL, tiny_dir=DEFAULT_TINY_IMAGENET_DIR,
-                        random_model=False):
+def load_model_and_mean(
+    model_file=DEFAULT_PRETRAINED_MODEL, tiny_dir=DEFAULT_TINY_IMAGENET_DIR, random_model=False
+):
     """
     The feature CNN and the mean image it expects.
 
@@ -238,6 +271,7 @@ def load_model_and_mean(model_file=DEFAULT_PRETRAINED_MODEL, tiny_dir=DEFAULT_TI
     """
     if random_model:
         from train_default_model import HIDDEN_DIM, NUM_FILTERS
+
         model = PretrainedCNN(num_classes=10, num_filters=NUM_FILTERS, hidden_dim=HIDDEN_DIM, seed=0)
     else:
         model = PretrainedCNN(h5_file=model_file)

@@ -10,6 +10,7 @@ COCO default also the model's checksum, the TinyImageNet stamp and the folder's 
 url files contain). A build is skipped when its stamp matches. `--force` rebuilds anyway.
 Usage: python datasets/build_defaults.py [--force]
 """
+
 import argparse
 import hashlib
 import sys
@@ -39,12 +40,16 @@ def fingerprint(settings, sources):
 def verified_model_checksum(model_file=DEFAULT_PRETRAINED_MODEL):
     """The SHA-256 of the shipped weights, after checking it against the recorded one."""
     if not model_file.is_file():
-        raise FileNotFoundError(f"{model_file} is missing: it is part of the kit (git checkout it), or "
-                                f"retrain it with `python datasets/train_default_model.py`")
+        raise FileNotFoundError(
+            f"{model_file} is missing: it is part of the kit (git checkout it), or "
+            f"retrain it with `python datasets/train_default_model.py`"
+        )
     digest, recorded = sha256_of(model_file), read_checksum(model_file)
     if digest != recorded:
-        raise ValueError(f"{model_file} has SHA-256 {digest}, but {model_file.name}.sha256 records "
-                         f"{recorded}: the file is damaged; restore it with git, or retrain it")
+        raise ValueError(
+            f"{model_file} has SHA-256 {digest}, but {model_file.name}.sha256 records "
+            f"{recorded}: the file is damaged; restore it with git, or retrain it"
+        )
     return digest
 
 
@@ -70,15 +75,25 @@ def main():
     parser.add_argument("--force", action="store_true", help="rebuild even when the stamps match")
     args = parser.parse_args()
     tiny = build_tiny_imagenet_default
-    tiny_stamp = fingerprint(f"seed={tiny.SEED} train={tiny.TRAIN_PER_CLASS} val={tiny.VAL_PER_CLASS} "
-                             f"test={tiny.TEST_PER_CLASS}", TINY_SOURCES)
-    build_if_needed("TinyImageNet-format default", DEFAULT_TINY_IMAGENET_DIR, tiny_stamp,
-                    lambda: tiny.build(DEFAULT_TINY_IMAGENET_DIR), args.force)
+    tiny_stamp = fingerprint(
+        f"seed={tiny.SEED} train={tiny.TRAIN_PER_CLASS} val={tiny.VAL_PER_CLASS} test={tiny.TEST_PER_CLASS}",
+        TINY_SOURCES,
+    )
+    build_if_needed(
+        "TinyImageNet-format default",
+        DEFAULT_TINY_IMAGENET_DIR,
+        tiny_stamp,
+        lambda: tiny.build(DEFAULT_TINY_IMAGENET_DIR),
+        args.force,
+    )
 
     coco = build_coco_default
     model_sha = verified_model_checksum()
-    coco_stamp = fingerprint(f"seed={coco.SEED} train={coco.NUM_TRAIN} val={coco.NUM_VAL} model={model_sha} "
-                             f"tiny={tiny_stamp} dir={DEFAULT_COCO_DIR.resolve()}", COCO_SOURCES)
+    coco_stamp = fingerprint(
+        f"seed={coco.SEED} train={coco.NUM_TRAIN} val={coco.NUM_VAL} model={model_sha} "
+        f"tiny={tiny_stamp} dir={DEFAULT_COCO_DIR.resolve()}",
+        COCO_SOURCES,
+    )
 
     def build_coco():
         model, mean_image = coco.load_model_and_mean()

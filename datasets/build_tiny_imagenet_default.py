@@ -11,6 +11,7 @@ val/images/ with val/val_annotations.txt, test/images/ with test/test_annotation
 The output depends only on the seed and the sizes: building twice gives identical bytes.
 Usage: python datasets/build_tiny_imagenet_default.py [--out DIR] [--train-per-class N] [--seed S]
 """
+
 import argparse
 import shutil
 from pathlib import Path
@@ -29,9 +30,18 @@ JPEG_QUALITY = 95
 # One wnid-like id per Fashion-MNIST class ('n' and eight digits; not real WordNet ids), and the names that
 # go to words.txt, most common first.
 WNIDS = [f"n9{k:07d}" for k in range(10)]
-WORDS = ["T-shirt, top, tee", "trouser, trousers, pants", "pullover, sweater, jumper", "dress, frock",
-         "coat, overcoat", "sandal", "shirt", "sneaker, trainer, running shoe", "bag, handbag",
-         "ankle boot, boot"]
+WORDS = [
+    "T-shirt, top, tee",
+    "trouser, trousers, pants",
+    "pullover, sweater, jumper",
+    "dress, frock",
+    "coat, overcoat",
+    "sandal",
+    "shirt",
+    "sneaker, trainer, running shoe",
+    "bag, handbag",
+    "ankle boot, boot",
+]
 
 
 def pick_per_class(rng, y, counts):
@@ -50,9 +60,11 @@ def pick_per_class(rng, y, counts):
     subsets, start = [], 0
     for count in counts:
         if start + count > min(len(p) for p in per_class):
-            raise ValueError(f"asked for {sum(counts)} images per class but Fashion-MNIST's split has only "
-                             f"{min(len(p) for p in per_class)}")
-        chosen = np.concatenate([p[start:start + count] for p in per_class])
+            raise ValueError(
+                f"asked for {sum(counts)} images per class but Fashion-MNIST's split has only "
+                f"{min(len(p) for p in per_class)}"
+            )
+        chosen = np.concatenate([p[start : start + count] for p in per_class])
         subsets.append(rng.permutation(chosen))
         start += count
     return subsets
@@ -89,12 +101,19 @@ def box_text(box):
 
 def render_in_chunks(rng, items, chunk=2000):
     """render_images over a large batch, a chunk at a time to bound memory. Returns (images, boxes)."""
-    parts = [render_images(rng, items[i:i + chunk]) for i in range(0, len(items), chunk)]
+    parts = [render_images(rng, items[i : i + chunk]) for i in range(0, len(items), chunk)]
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
-def build(out_dir, seed=SEED, train_per_class=TRAIN_PER_CLASS, val_per_class=VAL_PER_CLASS,
-          test_per_class=TEST_PER_CLASS, fashion_dir=None, verbose=True):
+def build(
+    out_dir,
+    seed=SEED,
+    train_per_class=TRAIN_PER_CLASS,
+    val_per_class=VAL_PER_CLASS,
+    test_per_class=TEST_PER_CLASS,
+    fashion_dir=None,
+    verbose=True,
+):
     """
     Build the dataset into out_dir (replacing what is there).
 
@@ -140,8 +159,10 @@ def build(out_dir, seed=SEED, train_per_class=TRAIN_PER_CLASS, val_per_class=VAL
         (tmp / split / "images").mkdir(parents=True)
         names = [f"{split}_{i}.JPEG" for i in range(len(idx))]
         save_jpegs(images, [tmp / split / "images" / name for name in names], JPEG_QUALITY)
-        lines = [f"{name}\t{WNIDS[c]}\t{box_text(box)}\n"
-                 for name, c, box in zip(names, y_test[idx], boxes, strict=True)]
+        lines = [
+            f"{name}\t{WNIDS[c]}\t{box_text(box)}\n"
+            for name, c, box in zip(names, y_test[idx], boxes, strict=True)
+        ]
         (tmp / split / f"{split}_annotations.txt").write_text("".join(lines))
 
     shutil.rmtree(out_dir, ignore_errors=True)

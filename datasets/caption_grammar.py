@@ -12,9 +12,14 @@ NOUNS = ["t-shirt", "trousers", "pullover", "dress", "coat", "sandal", "shirt", 
 PLURAL_NOUNS = {"trousers"}  # "red trousers", "the trousers are red"
 
 COLOURS = {
-    "red": (0.92, 0.12, 0.10), "orange": (1.0, 0.55, 0.05), "yellow": (0.95, 0.90, 0.15),
-    "green": (0.15, 0.75, 0.20), "blue": (0.15, 0.35, 0.95), "purple": (0.60, 0.20, 0.85),
-    "pink": (1.0, 0.50, 0.75), "white": (0.95, 0.95, 0.95),
+    "red": (0.92, 0.12, 0.10),
+    "orange": (1.0, 0.55, 0.05),
+    "yellow": (0.95, 0.90, 0.15),
+    "green": (0.15, 0.75, 0.20),
+    "blue": (0.15, 0.35, 0.95),
+    "purple": (0.60, 0.20, 0.85),
+    "pink": (1.0, 0.50, 0.75),
+    "white": (0.95, 0.95, 0.95),
 }
 COLOUR_NAMES = list(COLOURS)
 
@@ -25,10 +30,33 @@ MAX_WORDS = 15  # 17 tokens with <START> and <END>
 PHRASINGS = ("items", "count", "relative", "absolute", "colours")
 
 # Every word a caption can use, for the vocabulary.
-GLUE_WORDS = {"a", "an", "and", "with", "only", "picture", "of", "item", "items", "in", "the", "is", "are",
-              "which", "left", "right", "above", "below"}
-WORDS = sorted(set(NOUNS) | set(COLOUR_NAMES) | set(COUNT_WORDS) | GLUE_WORDS
-               | {w for c in CELL_NAMES for w in c.split()})
+GLUE_WORDS = {
+    "a",
+    "an",
+    "and",
+    "with",
+    "only",
+    "picture",
+    "of",
+    "item",
+    "items",
+    "in",
+    "the",
+    "is",
+    "are",
+    "which",
+    "left",
+    "right",
+    "above",
+    "below",
+}
+WORDS = sorted(
+    set(NOUNS)
+    | set(COLOUR_NAMES)
+    | set(COUNT_WORDS)
+    | GLUE_WORDS
+    | {w for c in CELL_NAMES for w in c.split()}
+)
 
 
 def row_col(cell):
@@ -67,8 +95,11 @@ def chain_order(items):
     """
     for corner in items:
         others = [it for it in items if it is not corner]
-        shares = [row_col(o["cell"])[0] == row_col(corner["cell"])[0] or
-                  row_col(o["cell"])[1] == row_col(corner["cell"])[1] for o in others]
+        shares = [
+            row_col(o["cell"])[0] == row_col(corner["cell"])[0]
+            or row_col(o["cell"])[1] == row_col(corner["cell"])[1]
+            for o in others
+        ]
         if all(shares):
             return [others[0], corner, others[1]]
     raise ValueError(f"cells {[it['cell'] for it in items]} do not form an L")
@@ -94,15 +125,18 @@ def phrase(items, kind, colour=True):
             return f"{mention(items[0], colour)} {relation(items[0], items[1])} {mention(items[1], colour)}"
         a, b, c = chain_order(items)
         verb = "are" if b["noun"] in PLURAL_NOUNS else "is"
-        return (f"{mention(a, colour)} {relation(a, b)} {mention(b, colour)} which {verb} {relation(b, c)} "
-                f"{mention(c, colour)}")
+        return (
+            f"{mention(a, colour)} {relation(a, b)} {mention(b, colour)} which {verb} {relation(b, c)} "
+            f"{mention(c, colour)}"
+        )
     if kind == "absolute":
         if n == 1:
             return f"in the {CELL_NAMES[items[0]['cell']]} {mention(items[0], colour)}"
         return join_list([f"{mention(it, colour)} {CELL_NAMES[it['cell']]}" for it in items])
     if kind == "colours":
-        statements = [f"the {it['noun']} {'are' if it['noun'] in PLURAL_NOUNS else 'is'} {it['colour']}"
-                      for it in items]
+        statements = [
+            f"the {it['noun']} {'are' if it['noun'] in PLURAL_NOUNS else 'is'} {it['colour']}" for it in items
+        ]
         return join_list(statements)
     raise ValueError(f"unknown phrasing {kind!r}: expected one of {PHRASINGS}")
 
@@ -117,8 +151,11 @@ def describe(items):
     Returns:
     - captions: list of len(PHRASINGS) strings of at most MAX_WORDS words, in the order of PHRASINGS.
     """
-    if not 1 <= len(items) <= 3 or len({it["noun"] for it in items}) != len(items) \
-            or len({it["cell"] for it in items}) != len(items):
+    if (
+        not 1 <= len(items) <= 3
+        or len({it["noun"] for it in items}) != len(items)
+        or len({it["cell"] for it in items}) != len(items)
+    ):
         raise ValueError(f"a scene holds 1 to 3 items of distinct classes in distinct cells; got {items}")
     items = sorted(items, key=lambda it: it["cell"])  # reading order
     captions = []

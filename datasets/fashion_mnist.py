@@ -6,6 +6,7 @@ Fashion-MNIST (Zalando Research, MIT licence) holds 60,000 training and 10,000 t
 
 Run as a script to check a folder: `python datasets/fashion_mnist.py [folder]`.
 """
+
 import gzip
 import sys
 from pathlib import Path
@@ -14,8 +15,18 @@ import numpy as np
 
 FASHION_MNIST_DIR = Path(__file__).resolve().parent / "fashion-mnist"
 
-CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-               "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+CLASS_NAMES = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
 
 FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
@@ -53,8 +64,10 @@ def read_idx(path):
     offset = 4 + 4 * ndim
     expected = int(np.prod(shape))
     if len(raw) - offset != expected:
-        raise ValueError(f"{path}: the header announces shape {shape} ({expected} bytes) but the file holds "
-                         f"{len(raw) - offset}; delete it and run datasets/get_fashion_mnist.sh")
+        raise ValueError(
+            f"{path}: the header announces shape {shape} ({expected} bytes) but the file holds "
+            f"{len(raw) - offset}; delete it and run datasets/get_fashion_mnist.sh"
+        )
     return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(shape)
 
 
@@ -76,8 +89,10 @@ def check_split(X, y, split):
         raise ValueError(f"Fashion-MNIST {split} labels: expected shape ({n},), found {y.shape}")
     counts = np.bincount(y, minlength=10)
     if len(counts) != 10 or np.any(counts != n // 10):
-        raise ValueError(f"Fashion-MNIST {split} labels: expected {n // 10} of each of the 10 classes, "
-                         f"found counts {counts.tolist()}")
+        raise ValueError(
+            f"Fashion-MNIST {split} labels: expected {n // 10} of each of the 10 classes, "
+            f"found counts {counts.tolist()}"
+        )
 
 
 def load_fashion_mnist(folder=None):
@@ -105,5 +120,7 @@ def load_fashion_mnist(folder=None):
 if __name__ == "__main__":
     where = Path(sys.argv[1]) if len(sys.argv) > 1 else FASHION_MNIST_DIR
     X_train, y_train, X_test, y_test = load_fashion_mnist(where)
-    print(f"Fashion-MNIST in {where}: train {X_train.shape}, test {X_test.shape}, 10 classes of "
-          f"{SPLIT_SIZES['train'] // 10} / {SPLIT_SIZES['test'] // 10} images: OK")
+    print(
+        f"Fashion-MNIST in {where}: train {X_train.shape}, test {X_test.shape}, 10 classes of "
+        f"{SPLIT_SIZES['train'] // 10} / {SPLIT_SIZES['test'] // 10} images: OK"
+    )

@@ -5,6 +5,7 @@ the COCO-format one pastes up to three. An item is scaled (bilinear), tinted wit
 grey levels so its texture stays visible, and laid over a background through an alpha mask made from its
 silhouette. Everything is vectorized over the batch: per-image parameters are arrays of length N.
 """
+
 import io
 
 import numpy as np

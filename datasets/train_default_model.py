@@ -12,6 +12,7 @@ datasets/pretrained/default_pretrained_model.txt.
 Usage (from the kit's folder, after `bash kit.sh setup` built the default data):
     python datasets/train_default_model.py [--epochs 11] [--init FILE.h5] [--out FILE.h5]
 """
+
 import argparse
 import hashlib
 import sys
@@ -83,22 +84,38 @@ def main():
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--max-train-per-class", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--augment", choices=("flips", "all"), default="all",
-                        help="flips only, or flips + colour-channel shuffles + shifts")
-    parser.add_argument("--init", type=Path, default=None,
-                        help="start from the weights in this file (to continue a training run)")
+    parser.add_argument(
+        "--augment",
+        choices=("flips", "all"),
+        default="all",
+        help="flips only, or flips + colour-channel shuffles + shifts",
+    )
+    parser.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        help="start from the weights in this file (to continue a training run)",
+    )
     args = parser.parse_args()
 
     started = time.time()
-    data = load_tiny_imagenet(args.data, dtype=np.float32, subtract_mean=True,
-                              max_train_per_class=args.max_train_per_class)
-    print(f"loaded {data['X_train'].shape[0]} training and {data['X_val'].shape[0]} validation images in "
-          f"{time.time() - started:.0f} s", flush=True)
+    data = load_tiny_imagenet(
+        args.data, dtype=np.float32, subtract_mean=True, max_train_per_class=args.max_train_per_class
+    )
+    print(
+        f"loaded {data['X_train'].shape[0]} training and {data['X_val'].shape[0]} validation images in "
+        f"{time.time() - started:.0f} s",
+        flush=True,
+    )
     if args.init is not None:
         model = PretrainedCNN(h5_file=args.init)
     else:
-        model = PretrainedCNN(num_classes=len(data["class_names"]), num_filters=NUM_FILTERS,
-                              hidden_dim=HIDDEN_DIM, seed=args.seed)
+        model = PretrainedCNN(
+            num_classes=len(data["class_names"]),
+            num_filters=NUM_FILTERS,
+            hidden_dim=HIDDEN_DIM,
+            seed=args.seed,
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     checkpoint = args.out.with_name(args.out.stem + ".best-so-far.h5")
     best = {"acc": -1.0}
@@ -110,27 +127,41 @@ def main():
             model.save_weights(checkpoint)
 
     trainer = ClassifierTrainer()
-    trainer.train(data["X_train"], data["y_train"], data["X_val"], data["y_val"], model, model.loss,
-                  update_rule="adam", learning_rate=args.learning_rate, lr_decay=args.lr_decay,
-                  batch_size=args.batch_size, num_epochs=args.epochs,
-                  augment_fn=augment if args.augment == "all" else random_flips,
-                  epoch_callback=save_if_best, seed=args.seed, verbose=True)
+    trainer.train(
+        data["X_train"],
+        data["y_train"],
+        data["X_val"],
+        data["y_val"],
+        model,
+        model.loss,
+        update_rule="adam",
+        learning_rate=args.learning_rate,
+        lr_decay=args.lr_decay,
+        batch_size=args.batch_size,
+        num_epochs=args.epochs,
+        augment_fn=augment if args.augment == "all" else random_flips,
+        epoch_callback=save_if_best,
+        seed=args.seed,
+        verbose=True,
+    )
     model.save_weights(args.out)
     checkpoint.unlink(missing_ok=True)
     digest = write_checksum(args.out)
     minutes = (time.time() - started) / 60
     command = "python datasets/train_default_model.py " + " ".join(sys.argv[1:])
-    note = (f"command: {command.strip()}\n"
-            f"architecture: PretrainedCNN(num_classes=10, num_filters={NUM_FILTERS}, "
-            f"hidden_dim={HIDDEN_DIM})\n"
-            f"training: adam, learning_rate {args.learning_rate}, lr_decay {args.lr_decay}, "
-            f"batch {args.batch_size}, "
-            f"{args.epochs} epochs over {data['X_train'].shape[0]} images, augmentation {args.augment}, "
-            f"seed {args.seed}"
-            f"{f', starting from {args.init}' if args.init else ''}\n"
-            f"best validation accuracy: {trainer.best_val_acc:.4f} on {data['X_val'].shape[0]} images\n"
-            f"run time: {minutes:.1f} minutes\n"
-            f"sha256: {digest}\n")
+    note = (
+        f"command: {command.strip()}\n"
+        f"architecture: PretrainedCNN(num_classes=10, num_filters={NUM_FILTERS}, "
+        f"hidden_dim={HIDDEN_DIM})\n"
+        f"training: adam, learning_rate {args.learning_rate}, lr_decay {args.lr_decay}, "
+        f"batch {args.batch_size}, "
+        f"{args.epochs} epochs over {data['X_train'].shape[0]} images, augmentation {args.augment}, "
+        f"seed {args.seed}"
+        f"{f', starting from {args.init}' if args.init else ''}\n"
+        f"best validation accuracy: {trainer.best_val_acc:.4f} on {data['X_val'].shape[0]} images\n"
+        f"run time: {minutes:.1f} minutes\n"
+        f"sha256: {digest}\n"
+    )
     # A continued run adds its note to the first run's, so the file tells the whole history.
     with open(args.out.with_suffix(".txt"), "a" if args.init is not None else "w") as f:
         f.write(("\n" if args.init is not None else "") + note)

@@ -218,8 +218,10 @@ def release(out_dir, kit_dir=KIT_DIR, verbose=True):
         print("left out (staff only): " + (", ".join(left_out) or "nothing"))
         shared = sorted(reference_lines(kit_dir, names, shared=True))
         if shared:
-            print(f"note: {len(shared)} lines of reference code also appear outside the markers, so the "
-                  "student kit shows them (check that they give nothing away):")
+            print(
+                f"note: {len(shared)} lines of reference code also appear outside the markers, so the "
+                "student kit shows them (check that they give nothing away):"
+            )
             print("\n".join(f"  {line}" for line in shared))
     return {"files": released, "left_out": left_out, "regions": regions, "zip": archive}
 

@@ -1,4 +1,5 @@
 """Fixtures shared by the layer tests (test_layers, test_fast_layers, test_layer_utils)."""
+
 import numpy as np
 import pytest
 

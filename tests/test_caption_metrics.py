@@ -1,6 +1,7 @@
 """Tests of asgn3/caption_metrics.py: corpus BLEU against an independent implementation of the COCO
 definition (clipped n-gram counts over all references, closest reference length for the brevity penalty),
 special-token handling and the errors."""
+
 from collections import Counter
 
 import numpy as np
@@ -18,10 +19,10 @@ def reference_corpus_bleu(references, hypotheses, n_max):
         hyp_len += len(hyp)
         ref_len += min((abs(len(r) - len(hyp)), len(r)) for r in refs)[1]  # closest, shorter on ties
         for n in range(1, n_max + 1):
-            counts = Counter(tuple(hyp[i:i + n]) for i in range(len(hyp) - n + 1))
+            counts = Counter(tuple(hyp[i : i + n]) for i in range(len(hyp) - n + 1))
             best = Counter()
             for r in refs:
-                best |= Counter(tuple(r[i:i + n]) for i in range(len(r) - n + 1))
+                best |= Counter(tuple(r[i : i + n]) for i in range(len(r) - n + 1))
             matches[n - 1] += sum(min(c, best[g]) for g, c in counts.items())
             totals[n - 1] += max(len(hyp) - n + 1, 0)
     if np.any(matches == 0):
@@ -30,9 +31,11 @@ def reference_corpus_bleu(references, hypotheses, n_max):
     return float(brevity * np.exp(np.mean(np.log(matches / totals))))
 
 
-REFS = [["a cat sits on the mat", "there is a cat on the mat", "a cat on a mat"],
-        ["a dog runs in the park", "the dog is running on grass"],
-        ["two people ride bikes down the street", "people riding bicycles on a road"]]
+REFS = [
+    ["a cat sits on the mat", "there is a cat on the mat", "a cat on a mat"],
+    ["a dog runs in the park", "the dog is running on grass"],
+    ["two people ride bikes down the street", "people riding bicycles on a road"],
+]
 HYPS = ["a cat is on the mat", "a dog is running in the park", "two people riding bikes on the road"]
 
 

@@ -2,6 +2,7 @@
 LSTM below 1.0), checkpoint resume continuing the same loss curve, the options (seed, learning-rate decay,
 per-parameter optimizer configs, errors), per-epoch validation loss and BLEU, and best-parameter tracking.
 The data is a small dataset in the COCO captioning layout that the tests write themselves."""
+
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
@@ -18,7 +19,7 @@ def random_split(rng, num_captions, num_images, vocab_size, feature_dim, T=17):
     captions[:, 0] = 1
     for row in captions:
         length = rng.integers(8, 16)
-        row[1:length + 1] = rng.integers(4, vocab_size, size=length)
+        row[1 : length + 1] = rng.integers(4, vocab_size, size=length)
         row[length + 1] = 2
     image_idxs = rng.permutation(np.arange(num_captions) % num_images).astype(np.int32)
     features = rng.standard_normal((num_images, feature_dim)).astype(np.float32)
@@ -32,9 +33,14 @@ def write_dataset(base_dir, seed, vocab_size, feature_dim, train=(50, 50), val=(
     data = {"idx_to_word": words, "word_to_idx": {w: i for i, w in enumerate(words)}}
     for split, (num_captions, num_images) in (("train", train), ("val", val)):
         captions, idxs, features = random_split(rng, num_captions, num_images, vocab_size, feature_dim)
-        data.update({f"{split}_captions": captions, f"{split}_image_idxs": idxs,
-                     f"{split}_features": features,
-                     f"{split}_urls": [f"images/{split}/{i}.jpg" for i in range(num_images)]})
+        data.update(
+            {
+                f"{split}_captions": captions,
+                f"{split}_image_idxs": idxs,
+                f"{split}_features": features,
+                f"{split}_urls": [f"images/{split}/{i}.jpg" for i in range(num_images)],
+            }
+        )
     save_coco_data(data, base_dir)
     return base_dir
 
@@ -48,8 +54,14 @@ def coco_1004(tmp_path_factory):
 @pytest.fixture(scope="module")
 def small_data(tmp_path_factory):
     """A small dataset for the fast tests: vocabulary 30, 16-d features."""
-    base_dir = write_dataset(tmp_path_factory.mktemp("coco_small"), seed=1, vocab_size=30, feature_dim=16,
-                             train=(40, 20), val=(30, 10))
+    base_dir = write_dataset(
+        tmp_path_factory.mktemp("coco_small"),
+        seed=1,
+        vocab_size=30,
+        feature_dim=16,
+        train=(40, 20),
+        val=(30, 10),
+    )
     return load_coco_data(base_dir)
 
 
@@ -70,9 +82,19 @@ def test_overfits_50_captions(coco_1004, cell, lr_decay, limit):
     np.random.seed(231)
     data = load_coco_data(coco_1004, max_train=50)
     model = CaptioningRNN(data["word_to_idx"], input_dim=512, wordvec_dim=256, hidden_dim=512, cell_type=cell)
-    solver = CaptioningSolver(model, data, update_rule="adam", optim_config={"learning_rate": 5e-3},
-                              lr_decay=lr_decay, batch_size=25, num_epochs=50, verbose=False, seed=0,
-                              num_val_captions=0, num_val_images=0)
+    solver = CaptioningSolver(
+        model,
+        data,
+        update_rule="adam",
+        optim_config={"learning_rate": 5e-3},
+        lr_decay=lr_decay,
+        batch_size=25,
+        num_epochs=50,
+        verbose=False,
+        seed=0,
+        num_val_captions=0,
+        num_val_images=0,
+    )
     # Batches of 25 make small matrix products: one BLAS thread runs them as fast as two, and far faster
     # when other processes share the cores (threads that wait for each other then spin for nothing).
     with threadpool_limits(limits=1, user_api="blas"):
@@ -90,13 +112,27 @@ def test_overfits_50_captions(coco_1004, cell, lr_decay, limit):
 
 
 def test_checkpoint_resume_continues_the_same_loss_curve(small_data, tmp_path):
-    options = dict(update_rule="adam", optim_config={"learning_rate": 1e-2}, lr_decay=0.9, batch_size=10,
-                   verbose=False, seed=7, num_val_captions=20, num_val_images=5, best_by="bleu4")
+    options = dict(
+        update_rule="adam",
+        optim_config={"learning_rate": 1e-2},
+        lr_decay=0.9,
+        batch_size=10,
+        verbose=False,
+        seed=7,
+        num_val_captions=20,
+        num_val_images=5,
+        best_by="bleu4",
+    )
     straight = CaptioningSolver(small_model(small_data, "lstm"), small_data, num_epochs=4, **options)
     straight.train()
 
-    first_half = CaptioningSolver(small_model(small_data, "lstm"), small_data, num_epochs=2,
-                                  checkpoint_path=tmp_path / "run.npz", **options)
+    first_half = CaptioningSolver(
+        small_model(small_data, "lstm"),
+        small_data,
+        num_epochs=2,
+        checkpoint_path=tmp_path / "run.npz",
+        **options,
+    )
     first_half.train()
     resumed_model = small_model(small_data, "lstm", seed=99)  # other initial weights: all come from the file
     resumed = CaptioningSolver(resumed_model, small_data, num_epochs=4, **options)
@@ -120,8 +156,15 @@ def test_checkpoint_resume_continues_the_same_loss_curve(small_data, tmp_path):
 
 
 def test_checkpoint_errors(small_data, tmp_path):
-    solver = CaptioningSolver(small_model(small_data), small_data, update_rule="adam", num_epochs=1,
-                              verbose=False, seed=0, checkpoint_path=tmp_path / "a.npz")
+    solver = CaptioningSolver(
+        small_model(small_data),
+        small_data,
+        update_rule="adam",
+        num_epochs=1,
+        verbose=False,
+        seed=0,
+        checkpoint_path=tmp_path / "a.npz",
+    )
     solver.train()
     other_rule = CaptioningSolver(small_model(small_data), small_data, update_rule="sgd", verbose=False)
     with pytest.raises(ValueError, match=r"update_rule='adam'.*'sgd'"):
@@ -152,16 +195,31 @@ def test_unknown_option_or_update_rule_is_a_value_error(small_data):
 
 def test_defaults_follow_the_classic_kit(small_data):
     solver = CaptioningSolver(small_model(small_data), small_data)
-    assert (solver.update_rule, solver.optim_config, solver.lr_decay, solver.batch_size, solver.num_epochs,
-            solver.print_every, solver.verbose) == ("sgd", {}, 1.0, 100, 10, 10, True)
+    assert (
+        solver.update_rule,
+        solver.optim_config,
+        solver.lr_decay,
+        solver.batch_size,
+        solver.num_epochs,
+        solver.print_every,
+        solver.verbose,
+    ) == ("sgd", {}, 1.0, 100, 10, 10, True)
 
 
 def test_seed_makes_runs_reproducible(small_data):
     def losses(seed, global_seed=0):
         model = small_model(small_data)  # the same initial weights every time
         np.random.seed(global_seed)
-        solver = CaptioningSolver(model, small_data, update_rule="sgd_momentum",
-                                  batch_size=8, num_epochs=2, verbose=False, seed=seed, num_val_images=0)
+        solver = CaptioningSolver(
+            model,
+            small_data,
+            update_rule="sgd_momentum",
+            batch_size=8,
+            num_epochs=2,
+            verbose=False,
+            seed=seed,
+            num_val_images=0,
+        )
         solver.train()
         return solver.loss_history
 
@@ -171,9 +229,18 @@ def test_seed_makes_runs_reproducible(small_data):
 
 
 def test_learning_rate_decay_and_separate_optimizer_configs(small_data):
-    solver = CaptioningSolver(small_model(small_data), small_data, update_rule="rmsprop",
-                              optim_config={"learning_rate": 1e-3}, lr_decay=0.5, batch_size=10, num_epochs=3,
-                              verbose=False, seed=0, num_val_images=0)
+    solver = CaptioningSolver(
+        small_model(small_data),
+        small_data,
+        update_rule="rmsprop",
+        optim_config={"learning_rate": 1e-3},
+        lr_decay=0.5,
+        batch_size=10,
+        num_epochs=3,
+        verbose=False,
+        seed=0,
+        num_val_images=0,
+    )
     solver.train()
     assert solver.epoch == 3 and len(solver.loss_history) == 3 * (40 // 10)
     assert solver.optim_config == {"learning_rate": 1e-3}  # the caller's dict is not touched
@@ -185,13 +252,27 @@ def test_learning_rate_decay_and_separate_optimizer_configs(small_data):
 
 
 def test_progress_output(small_data, capsys):
-    solver = CaptioningSolver(small_model(small_data), small_data, batch_size=10, num_epochs=2, print_every=3,
-                              seed=0, num_val_images=5)
+    solver = CaptioningSolver(
+        small_model(small_data),
+        small_data,
+        batch_size=10,
+        num_epochs=2,
+        print_every=3,
+        seed=0,
+        num_val_images=5,
+    )
     solver.train()
     out = capsys.readouterr()
     text = out.out + out.err
-    for line in ("(Iteration 1 / 8) loss:", "(Iteration 4 / 8) loss:", "(Iteration 7 / 8) loss:",
-                 "(Epoch 1 / 2) train loss", "(Epoch 2 / 2)", "val loss", "BLEU-4"):
+    for line in (
+        "(Iteration 1 / 8) loss:",
+        "(Iteration 4 / 8) loss:",
+        "(Iteration 7 / 8) loss:",
+        "(Epoch 1 / 2) train loss",
+        "(Epoch 2 / 2)",
+        "val loss",
+        "BLEU-4",
+    ):
         assert line in text
     quiet = CaptioningSolver(small_model(small_data), small_data, batch_size=10, num_epochs=2, verbose=False)
     quiet.train()
@@ -229,16 +310,28 @@ def test_check_accuracy_scores_against_all_references(small_data):
     assert solver.check_accuracy("val", num_images=3) == pytest.approx({f"bleu{n}": 1.0 for n in range(1, 5)})
     # sample options are passed on: another reference of each image (those with two or more) is perfect too
     two = np.flatnonzero(np.bincount(data["val_image_idxs"]) >= 2)
-    data = {**data, "val_captions": data["val_captions"][np.isin(data["val_image_idxs"], two)],
-            "val_image_idxs": data["val_image_idxs"][np.isin(data["val_image_idxs"], two)]}
+    data = {
+        **data,
+        "val_captions": data["val_captions"][np.isin(data["val_image_idxs"], two)],
+        "val_image_idxs": data["val_image_idxs"][np.isin(data["val_image_idxs"], two)],
+    }
     solver = CaptioningSolver(OracleModel(data), data, verbose=False)
     assert solver.check_accuracy("val", which=1) == pytest.approx({f"bleu{n}": 1.0 for n in range(1, 5)})
 
 
 def test_validation_schedule(small_data):
     def validated_epochs(num_epochs, **options):
-        solver = CaptioningSolver(small_model(small_data), small_data, batch_size=40, num_epochs=num_epochs,
-                                  verbose=False, seed=0, num_val_captions=10, num_val_images=2, **options)
+        solver = CaptioningSolver(
+            small_model(small_data),
+            small_data,
+            batch_size=40,
+            num_epochs=num_epochs,
+            verbose=False,
+            seed=0,
+            num_val_captions=10,
+            num_val_images=2,
+            **options,
+        )
         solver.train()
         assert len(solver.val_loss_history) == len(solver.val_bleu_history) == len(solver.val_epochs)
         return solver.val_epochs
@@ -252,9 +345,18 @@ def test_validation_schedule(small_data):
 
 def test_validation_loss_and_best_params(small_data):
     model = small_model(small_data, "lstm")
-    solver = CaptioningSolver(model, small_data, update_rule="adam", optim_config={"learning_rate": 3e-2},
-                              batch_size=10, num_epochs=6, verbose=False, seed=2, num_val_captions=None,
-                              num_val_images=4)
+    solver = CaptioningSolver(
+        model,
+        small_data,
+        update_rule="adam",
+        optim_config={"learning_rate": 3e-2},
+        batch_size=10,
+        num_epochs=6,
+        verbose=False,
+        seed=2,
+        num_val_captions=None,
+        num_val_images=4,
+    )
     solver.train()
     assert len(solver.val_loss_history) == len(solver.val_bleu_history) == 6
     assert all(set(b) == {"bleu1", "bleu2", "bleu3", "bleu4"} for b in solver.val_bleu_history)

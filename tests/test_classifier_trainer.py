@@ -1,12 +1,20 @@
 """Tests of ClassifierTrainer: it learns an easy task, keeps the best weights, and is deterministic."""
+
 import numpy as np
 import pytest
 
 from asgn3.classifier_trainer import ClassifierTrainer, predict, random_flips
 from asgn3.classifiers.pretrained_cnn import PretrainedCNN
 
-ARCH = dict(num_classes=3, input_size=8, num_filters=(4, 8), filter_sizes=(3, 3), strides=(2, 2),
-            pads=(1, 1), hidden_dim=16)
+ARCH = dict(
+    num_classes=3,
+    input_size=8,
+    num_filters=(4, 8),
+    filter_sizes=(3, 3),
+    strides=(2, 2),
+    pads=(1, 1),
+    hidden_dim=16,
+)
 
 
 def blob_data(n, seed):
@@ -23,8 +31,15 @@ def train(seed=0, **kwargs):
     X_val, y_val = blob_data(100, seed=2)
     model = PretrainedCNN(seed=0, **ARCH)
     trainer = ClassifierTrainer()
-    options = dict(update_rule="adam", learning_rate=5e-3, lr_decay=0.9, batch_size=25, num_epochs=4,
-                   seed=seed, verbose=False)
+    options = dict(
+        update_rule="adam",
+        learning_rate=5e-3,
+        lr_decay=0.9,
+        batch_size=25,
+        num_epochs=4,
+        seed=seed,
+        verbose=False,
+    )
     result = trainer.train(X, y, X_val, y_val, model, model.loss, **{**options, **kwargs})
     return model, trainer, result
 
@@ -38,7 +53,7 @@ def test_learns_an_easy_task_and_decays_the_learning_rate():
     assert np.mean(loss_history[-12:]) < 0.5 * np.mean(loss_history[:12])
     assert best_params is model.params
     for config in trainer.optim_configs.values():
-        assert config["learning_rate"] == pytest.approx(5e-3 * 0.9 ** 4)
+        assert config["learning_rate"] == pytest.approx(5e-3 * 0.9**4)
     assert all(w.dtype == np.float32 for w in model.params.values())
 
 
@@ -46,8 +61,11 @@ def test_keeps_the_weights_of_the_best_epoch():
     snapshots = {}
 
     def remember(epoch, model, acc):
-        snapshots[epoch] = ({k: v.copy() for k, v in model.params.items()},
-                            model.bn_params[0]["running_mean"].copy(), acc)
+        snapshots[epoch] = (
+            {k: v.copy() for k, v in model.params.items()},
+            model.bn_params[0]["running_mean"].copy(),
+            acc,
+        )
 
     # A large learning rate makes the validation accuracy move up and down between epochs.
     model, trainer, (_, _, _, val_acc) = train(learning_rate=3e-2, lr_decay=1.0, epoch_callback=remember)

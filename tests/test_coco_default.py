@@ -4,6 +4,7 @@ The captions are checked against each scene's description by a small parser writ
 of the grammar that generated them: every item is named with its colour, counts, relations between items
 and positions in the picture must all be true of the scene.
 """
+
 import hashlib
 import json
 import sys
@@ -69,21 +70,23 @@ def check_caption(sentence, items):
     for _, i, noun, colour in mentions:
         if colour is not None:
             assert colour == by_noun[noun]["colour"], f"{sentence}: the {noun} is {by_noun[noun]['colour']}"
-        if words[i + 1:i + 2] in (["is"], ["are"]):
+        if words[i + 1 : i + 2] in (["is"], ["are"]):
             assert words[i + 2] == by_noun[noun]["colour"], f"{sentence}: the {noun} is not {words[i + 2]}"
     for k, word in enumerate(words):
         if word in COUNTS and words[k + 1] in ("item", "items"):
             assert COUNTS[word] == len(items), f"{sentence}: the scene has {len(items)} items"
-        if tuple(words[k:k + 2]) in POSITIONS:
-            cell = POSITIONS[tuple(words[k:k + 2])]
+        if tuple(words[k : k + 2]) in POSITIONS:
+            cell = POSITIONS[tuple(words[k : k + 2])]
             before = [m for m in mentions if m[1] < k]
             after = [m for m in mentions if m[0] > k]
             # a position follows its item ("a red bag top left", "a bag in the top left") or, at the start
             # of a caption, precedes it ("in the top left a red bag")
             owner = before[-1] if before else after[0]
-            assert by_noun[owner[2]]["cell"] == cell, f"{sentence}: the {owner[2]} is not at {words[k:k + 2]}"
+            assert by_noun[owner[2]]["cell"] == cell, (
+                f"{sentence}: the {owner[2]} is not at {words[k : k + 2]}"
+            )
     for (_, i, noun_a, _), (start_b, _, noun_b, _) in zip(mentions[:-1], mentions[1:], strict=True):
-        holds = relation_holds(words[i + 1:start_b], by_noun[noun_a]["cell"], by_noun[noun_b]["cell"])
+        holds = relation_holds(words[i + 1 : start_b], by_noun[noun_a]["cell"], by_noun[noun_b]["cell"])
         assert holds is not False, f"{sentence}: wrong relation between the {noun_a} and the {noun_b}"
 
 
@@ -101,8 +104,11 @@ def check_split(data, records, split):
 
 
 def tree_digest(folder):
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def small_model():
@@ -113,15 +119,29 @@ def small_model():
 def small_build(tmp_path_factory):
     """600 training and 60 validation scenes, features from a random-weight model of the shipped shape."""
     out = tmp_path_factory.mktemp("coco") / "coco_captioning"
-    builder.build(out, small_model(), np.zeros((3, 64, 64), np.float32), seed=3, num_train=600, num_val=60,
-                  verbose=False)
+    builder.build(
+        out,
+        small_model(),
+        np.zeros((3, 64, 64), np.float32),
+        seed=3,
+        num_train=600,
+        num_val=60,
+        verbose=False,
+    )
     return out
 
 
 def test_same_seed_gives_identical_bytes(small_build, tmp_path):
     again = tmp_path / "coco_captioning"  # same folder name: the url files hold absolute paths
-    builder.build(again, small_model(), np.zeros((3, 64, 64), np.float32), seed=3, num_train=600, num_val=60,
-                  verbose=False)
+    builder.build(
+        again,
+        small_model(),
+        np.zeros((3, 64, 64), np.float32),
+        seed=3,
+        num_train=600,
+        num_val=60,
+        verbose=False,
+    )
     first, second = tree_digest(small_build), tree_digest(again)
     assert len(first) == 660 + 10  # images; captions, vocab, 4 feature files, 2 url and 2 scene files
     urls = {name for name in first if name.endswith("_urls.txt")}
@@ -130,8 +150,10 @@ def test_same_seed_gives_identical_bytes(small_build, tmp_path):
         first.pop(name), second.pop(name)
     assert first == second
     lines = (again / "val2014_urls.txt").read_text().splitlines()
-    assert lines == [line.replace(str(small_build), str(again.resolve()))
-                     for line in (small_build / "val2014_urls.txt").read_text().splitlines()]
+    assert lines == [
+        line.replace(str(small_build), str(again.resolve()))
+        for line in (small_build / "val2014_urls.txt").read_text().splitlines()
+    ]
 
 
 def test_loader_reads_the_classic_layout(small_build):
@@ -162,10 +184,16 @@ def test_every_caption_matches_its_scene(small_build):
 def test_parser_catches_false_captions():
     items = [{"noun": "dress", "colour": "red", "cell": 0}, {"noun": "bag", "colour": "blue", "cell": 3}]
     check_caption("<START> a red dress above and left of a blue bag <END>", items)
-    for wrong in ("a blue dress above and left of a blue bag", "a red dress left of a blue bag",
-                  "a red dress below and right of a blue bag", "a picture of three items a dress and a bag",
-                  "the dress is red and the bag is white", "a red dress bottom right and a blue bag top left",
-                  "a red dress and a blue coat", "an red dress and a blue bag"):
+    for wrong in (
+        "a blue dress above and left of a blue bag",
+        "a red dress left of a blue bag",
+        "a red dress below and right of a blue bag",
+        "a picture of three items a dress and a bag",
+        "the dress is red and the bag is white",
+        "a red dress bottom right and a blue bag top left",
+        "a red dress and a blue coat",
+        "an red dress and a blue bag",
+    ):
         with pytest.raises(AssertionError):
             check_caption(f"<START> {wrong} <END>", items)
 
@@ -185,7 +213,7 @@ def test_scenes_match_their_images(small_build):
             x0, y0, x1, y1 = item["box"]
             row, col = divmod(item["cell"], 2)
             assert col * 32 <= x0 < x1 < (col + 1) * 32 and row * 32 <= y0 < y1 < (row + 1) * 32
-            patch = image[y0:y1 + 1, x0:x1 + 1].reshape(-1, 3) / 255.0
+            patch = image[y0 : y1 + 1, x0 : x1 + 1].reshape(-1, 3) / 255.0
             bright = patch[patch.max(axis=1) >= np.quantile(patch.max(axis=1), 0.8)].mean(axis=0)
             guess = palette_names[np.argmin(((bright / bright.max() - palette) ** 2).sum(axis=1))]
             assert guess == item["colour"], f"{record['file']}: the {item['noun']} looks {guess}"
@@ -198,8 +226,10 @@ def test_grammar_fits_17_tokens_for_every_layout():
         n = rng.integers(1, 4)
         cells = rng.permutation(4)[:n]
         nouns = rng.permutation(caption_grammar.NOUNS)[:n]
-        items = [{"noun": str(noun), "colour": str(rng.choice(list(COLOURS))), "cell": int(cell)}
-                 for noun, cell in zip(nouns, cells, strict=True)]
+        items = [
+            {"noun": str(noun), "colour": str(rng.choice(list(COLOURS))), "cell": int(cell)}
+            for noun, cell in zip(nouns, cells, strict=True)
+        ]
         captions = caption_grammar.describe(items)
         assert len(set(captions)) == len(caption_grammar.PHRASINGS)
         for caption in captions:

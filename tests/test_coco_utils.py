@@ -1,6 +1,7 @@
 """Tests of asgn3/coco_utils.py on a small dataset in the exact COCO captioning layout written by the test:
 the keys, dtypes and shapes load_coco_data returns, errors naming the missing or broken file, decoding,
 and minibatch sampling."""
+
 import json
 
 import h5py
@@ -19,7 +20,7 @@ def random_captions(rng, num, num_images):
     captions[:, 0] = 1
     for row in captions:
         length = rng.integers(1, T - 2)
-        row[1:length + 1] = rng.integers(3, len(WORDS), size=length)
+        row[1 : length + 1] = rng.integers(3, len(WORDS), size=length)
         row[length + 1] = 2
     return captions, rng.integers(num_images, size=num)
 
@@ -43,8 +44,9 @@ def write_layout(base_dir, rng, num_train=(30, 10), num_val=(12, 4), dims=(512, 
             urls = [f"http://farm{i % 9}.example/{split}_{i}.jpg" for i in range(num_images)]
             (base_dir / f"{split}2014_urls.txt").write_text("\n".join(urls) + "\n")
             written[f"{split}_urls"] = urls
-    (base_dir / "coco2014_vocab.json").write_text(json.dumps(
-        {"idx_to_word": WORDS, "word_to_idx": written["word_to_idx"]}))
+    (base_dir / "coco2014_vocab.json").write_text(
+        json.dumps({"idx_to_word": WORDS, "word_to_idx": written["word_to_idx"]})
+    )
     return written
 
 
@@ -56,8 +58,18 @@ def coco(tmp_path):
 def test_load_returns_the_spec_keys_shapes_and_dtypes(coco):
     base_dir, written = coco
     data = coco_utils.load_coco_data(base_dir)
-    expected_keys = {"train_captions", "train_image_idxs", "val_captions", "val_image_idxs", "train_features",
-                     "val_features", "idx_to_word", "word_to_idx", "train_urls", "val_urls"}
+    expected_keys = {
+        "train_captions",
+        "train_image_idxs",
+        "val_captions",
+        "val_image_idxs",
+        "train_features",
+        "val_features",
+        "idx_to_word",
+        "word_to_idx",
+        "train_urls",
+        "val_urls",
+    }
     assert set(data) == expected_keys
     for split in ("train", "val"):
         assert data[f"{split}_captions"].dtype == np.int32 and data[f"{split}_image_idxs"].dtype == np.int32
@@ -113,8 +125,9 @@ def test_save_coco_data_round_trips(coco, tmp_path):
             assert copy[key] == value, key
 
 
-@pytest.mark.parametrize("name", ["coco2014_captions.h5", "train2014_vgg16_fc7_pca.h5", "val2014_urls.txt",
-                                  "coco2014_vocab.json"])
+@pytest.mark.parametrize(
+    "name", ["coco2014_captions.h5", "train2014_vgg16_fc7_pca.h5", "val2014_urls.txt", "coco2014_vocab.json"]
+)
 def test_missing_file_names_it_and_how_to_get_it(coco, name):
     base_dir, _ = coco
     (base_dir / name).unlink()
@@ -181,14 +194,17 @@ def test_sample_coco_minibatch_aligns_captions_features_and_urls(coco):
     base_dir, _ = coco
     data = coco_utils.load_coco_data(base_dir)
     for split in ("train", "val"):
-        captions, features, urls = coco_utils.sample_coco_minibatch(data, batch_size=7, split=split,
-                                                                    rng=np.random.default_rng(3))
+        captions, features, urls = coco_utils.sample_coco_minibatch(
+            data, batch_size=7, split=split, rng=np.random.default_rng(3)
+        )
         assert captions.shape == (7, T) and features.shape == (7, 512) and urls.shape == (7,)
         for c, f, u in zip(captions, features, urls, strict=True):
             rows = np.flatnonzero((data[f"{split}_captions"] == c).all(axis=1))
             images = data[f"{split}_image_idxs"][rows]
-            assert any(np.array_equal(f, data[f"{split}_features"][i]) and u == data[f"{split}_urls"][i]
-                       for i in images)
+            assert any(
+                np.array_equal(f, data[f"{split}_features"][i]) and u == data[f"{split}_urls"][i]
+                for i in images
+            )
     np.random.seed(4)
     first = coco_utils.sample_coco_minibatch(data, batch_size=5)[0]
     np.random.seed(4)

@@ -1,4 +1,5 @@
 """Tests of load_tiny_imagenet on a small TinyImageNet folder written here, and of load_models."""
+
 import pickle
 import shutil
 
@@ -30,10 +31,12 @@ def write_folder(root, test_annotations=True):
         for name in names:
             iio.imwrite(images / name, flat_image(COLORS[wnid]), extension=".jpeg")
         (root / "train" / wnid / f"{wnid}_boxes.txt").write_text(
-            "".join(f"{name}\t0\t0\t63\t63\n" for name in names))
+            "".join(f"{name}\t0\t0\t63\t63\n" for name in names)
+        )
     # A greyscale training image of the third class.
-    iio.imwrite(root / "train" / "n003" / "images" / "grey.JPEG", np.full((64, 64), 90, np.uint8),
-                extension=".jpeg")
+    iio.imwrite(
+        root / "train" / "n003" / "images" / "grey.JPEG", np.full((64, 64), 90, np.uint8), extension=".jpeg"
+    )
     with open(root / "train" / "n003" / "n003_boxes.txt", "a") as f:
         f.write("grey.JPEG\t0\t0\t63\t63\n")
     (root / "val" / "images").mkdir(parents=True)
@@ -41,14 +44,16 @@ def write_folder(root, test_annotations=True):
     for name, wnid in val:
         iio.imwrite(root / "val" / "images" / name, flat_image(COLORS[wnid]), extension=".jpeg")
     (root / "val" / "val_annotations.txt").write_text(
-        "".join(f"{name}\t{wnid}\t0\t0\t63\t63\n" for name, wnid in val))
+        "".join(f"{name}\t{wnid}\t0\t0\t63\t63\n" for name, wnid in val)
+    )
     (root / "test" / "images").mkdir(parents=True)
     test = [("test_2.JPEG", "n002"), ("test_0.JPEG", "n003"), ("test_1.JPEG", "n001")]
     for name, wnid in test:
         iio.imwrite(root / "test" / "images" / name, flat_image(COLORS[wnid]), extension=".jpeg")
     if test_annotations:
         (root / "test" / "test_annotations.txt").write_text(
-            "".join(f"{name}\t{wnid}\t0\t0\t63\t63\n" for name, wnid in test))
+            "".join(f"{name}\t{wnid}\t0\t0\t63\t63\n" for name, wnid in test)
+        )
     return root
 
 
@@ -114,8 +119,9 @@ def test_missing_or_malformed_folders_are_clear_errors(folder, tmp_path):
     (folder / "train" / "n002" / "images" / "n002_1.JPEG").unlink()
     with pytest.raises(FileNotFoundError, match="n002_1.JPEG is listed but missing"):
         load_tiny_imagenet(folder, verbose=False)
-    iio.imwrite(folder / "train" / "n002" / "images" / "n002_1.JPEG", flat_image((1, 2, 3), 32),
-                extension=".jpeg")
+    iio.imwrite(
+        folder / "train" / "n002" / "images" / "n002_1.JPEG", flat_image((1, 2, 3), 32), extension=".jpeg"
+    )
     with pytest.raises(ValueError, match="expected a 64x64 image like the others, got 32x32"):
         load_tiny_imagenet(folder, verbose=False)
 

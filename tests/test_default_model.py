@@ -4,6 +4,7 @@ The weights must match their recorded checksum, score at least 88% on the defaul
 behave like a trained network under the image-gradient methods of the notebooks. The default data must have
 been built (`bash kit.sh setup`).
 """
+
 import sys
 
 import numpy as np
@@ -41,7 +42,7 @@ def data():
 
 @pytest.fixture(scope="module")
 def val_scores(model, data):
-    return np.concatenate([model.loss(data["X_val"][i:i + 250]) for i in range(0, len(data["X_val"]), 250)])
+    return np.concatenate([model.loss(data["X_val"][i : i + 250]) for i in range(0, len(data["X_val"]), 250)])
 
 
 def test_weights_match_their_checksum():
@@ -74,7 +75,7 @@ def correctly_classified(val_scores, data, count):
 
 def test_fooling_images_fool_within_100_steps(model, data, val_scores):
     for idx in correctly_classified(val_scores, data, 3):
-        X = data["X_val"][idx:idx + 1]
+        X = data["X_val"][idx : idx + 1]
         target = (data["y_val"][idx] + 1) % 10
         X_fooling = make_fooling_image(X, target, model)
         assert model.loss(X_fooling).argmax() == target
@@ -85,8 +86,15 @@ def test_fooling_images_fool_within_100_steps(model, data, val_scores):
 
 def test_class_visualization_makes_the_target_the_top_class(model, data):
     for target in (1, 7):
-        X = create_class_visualization(target, model, mean_image=data["mean_image"], seed=target,
-                                       num_iterations=100, show_every=0, verbose=False)
+        X = create_class_visualization(
+            target,
+            model,
+            mean_image=data["mean_image"],
+            seed=target,
+            num_iterations=100,
+            show_every=0,
+            verbose=False,
+        )
         scores = model.loss(X)[0]
         print(f"class {target}: top class {scores.argmax()}, scores {np.round(scores, 1)}")
         assert scores.argmax() == target
@@ -100,8 +108,19 @@ def test_feature_inversion_reduces_the_feature_distance(model, data):
     target, _ = model.forward(X, end=layer)
     start = np.random.default_rng(231).standard_normal(X.shape).astype(np.float32)  # invert_features' start
     before = np.linalg.norm(model.forward(start, end=layer)[0] - target)
-    X_inv = invert_features(target, layer, model, mean_image=data["mean_image"], seed=231, learning_rate=100,
-                            num_iterations=400, l2_reg=1e-7, blur_every=0, show_every=0, verbose=False)
+    X_inv = invert_features(
+        target,
+        layer,
+        model,
+        mean_image=data["mean_image"],
+        seed=231,
+        learning_rate=100,
+        num_iterations=400,
+        l2_reg=1e-7,
+        blur_every=0,
+        show_every=0,
+        verbose=False,
+    )
     after = np.linalg.norm(model.forward(X_inv, end=layer)[0] - target)
     print(f"feature distance at layer {layer}: {before:.2f} -> {after:.2f} ({1 - after / before:.1%} less)")
     assert after <= 0.1 * before
@@ -111,8 +130,16 @@ def test_deepdream_raises_the_activation_norm(model, data):
     X = data["X_val"][5:6]
     layer = 6
     before = np.linalg.norm(model.forward(X, end=layer)[0])
-    X_dream = deepdream(X, layer, model, mean_image=data["mean_image"], seed=231, num_iterations=20,
-                        show_every=0, verbose=False)
+    X_dream = deepdream(
+        X,
+        layer,
+        model,
+        mean_image=data["mean_image"],
+        seed=231,
+        num_iterations=20,
+        show_every=0,
+        verbose=False,
+    )
     after = np.linalg.norm(model.forward(X_dream, end=layer)[0])
     print(f"activation norm at layer {layer}: {before:.1f} -> {after:.1f}")
     assert after > 1.5 * before

@@ -4,6 +4,7 @@ The server offers a good file, a truncated file, a transfer cut short, an error 
 error page sent with HTTP 200; the scripts must install the good file and refuse the others, leaving nothing
 at the final name.
 """
+
 import http.server
 import io
 import os
@@ -63,7 +64,7 @@ class Server:
                 start = 0
                 wanted = self.headers.get("Range")
                 if kind == "file" and wanted and wanted.startswith("bytes=") and wanted.endswith("-"):
-                    start = int(wanted[len("bytes="):-1])
+                    start = int(wanted[len("bytes=") : -1])
                 if start:
                     self.send_response(206)
                     self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
@@ -72,7 +73,7 @@ class Server:
                 self.send_header("Content-Length", str(len(body) - start))
                 self.end_headers()
                 if kind == "cut":  # announce the whole file, send half, hang up
-                    self.wfile.write(body[:len(body) // 2])
+                    self.wfile.write(body[: len(body) // 2])
                     self.wfile.flush()
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return
@@ -104,16 +105,20 @@ def server(payloads):
     routes = {
         "/coco.zip": ("file", coco),
         "/tiny.zip": ("file", tiny),
-        "/truncated.zip": ("file", coco[:len(coco) // 2]),
+        "/truncated.zip": ("file", coco[: len(coco) // 2]),
         "/cut.zip": ("cut", coco),
         "/page.zip": ("file", ERROR_PAGE),
         "/wrong-folder.zip": ("file", tiny),
         "/model.h5": ("file", h5),
-        "/truncated.h5": ("file", h5[:len(h5) // 3]),
+        "/truncated.h5": ("file", h5[: len(h5) // 3]),
         "/page.h5": ("file", ERROR_PAGE),
     }
-    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
-                 "t10k-labels-idx1-ubyte.gz"):
+    for name in (
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    ):
         # the same images, but not the published bytes: another time stamp in the gzip header
         restamped = bytearray((fashion / name).read_bytes())
         restamped[4:8] = (int.from_bytes(restamped[4:8], "little") ^ 1).to_bytes(4, "little")
@@ -126,8 +131,9 @@ def server(payloads):
 def run_script(name, dest, downloader="curl", **env):
     """Run datasets/<name> with ASGN3_DATASETS_DIR=dest and the given environment overrides."""
     full_env = {**os.environ, "ASGN3_DATASETS_DIR": str(dest), "ASGN3_DOWNLOADER": downloader, **env}
-    return subprocess.run(["bash", str(DATASETS_DIR / name)], env=full_env, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        ["bash", str(DATASETS_DIR / name)], env=full_env, capture_output=True, text=True, timeout=120
+    )
 
 
 def downloaders():
@@ -154,12 +160,15 @@ def test_tiny_imagenet_zip_is_installed(server, tmp_path):
 
 
 @pytest.mark.parametrize("downloader", downloaders())
-@pytest.mark.parametrize("route, message", [
-    ("/truncated.zip", "not a valid file"),
-    ("/page.zip", "not a valid file"),
-    ("/wrong-folder.zip", "not a valid file"),
-    ("/absent.zip", "error"),
-])
+@pytest.mark.parametrize(
+    "route, message",
+    [
+        ("/truncated.zip", "not a valid file"),
+        ("/page.zip", "not a valid file"),
+        ("/wrong-folder.zip", "not a valid file"),
+        ("/absent.zip", "error"),
+    ],
+)
 def test_bad_zips_are_refused(server, tmp_path, downloader, route, message):
     result = run_script("get_coco_captioning.sh", tmp_path, downloader, ASGN3_COCO_URL=server.url + route)
     print(result.stdout, result.stderr)
@@ -187,7 +196,9 @@ def test_offline_gives_a_clear_message(tmp_path):
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    result = run_script("get_pretrained_model.sh", tmp_path, ASGN3_PRETRAINED_URL=f"http://127.0.0.1:{port}/m.h5")
+    result = run_script(
+        "get_pretrained_model.sh", tmp_path, ASGN3_PRETRAINED_URL=f"http://127.0.0.1:{port}/m.h5"
+    )
     assert result.returncode != 0 and "offline" in result.stdout
     assert list(tmp_path.iterdir()) == []
 
@@ -195,12 +206,14 @@ def test_offline_gives_a_clear_message(tmp_path):
 @pytest.mark.parametrize("downloader", downloaders())
 def test_pretrained_model_good_and_bad(server, payloads, tmp_path, downloader):
     for route in ("/truncated.h5", "/page.h5", "/absent.h5"):
-        result = run_script("get_pretrained_model.sh", tmp_path, downloader,
-                            ASGN3_PRETRAINED_URL=server.url + route)
+        result = run_script(
+            "get_pretrained_model.sh", tmp_path, downloader, ASGN3_PRETRAINED_URL=server.url + route
+        )
         assert result.returncode != 0 and "nothing was installed" in result.stderr, route
         assert list(tmp_path.iterdir()) == [], route
-    result = run_script("get_pretrained_model.sh", tmp_path, downloader,
-                        ASGN3_PRETRAINED_URL=server.url + "/model.h5")
+    result = run_script(
+        "get_pretrained_model.sh", tmp_path, downloader, ASGN3_PRETRAINED_URL=server.url + "/model.h5"
+    )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "pretrained_model.h5").read_bytes() == payloads["h5"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pretrained_model.h5"]
@@ -212,8 +225,12 @@ def test_fashion_mnist_from_a_system_copy(tmp_path):
     for f in (DATASETS_DIR / "fashion-mnist").iterdir():
         (system / f.name).symlink_to(f.resolve())
     dest = tmp_path / "kit"
-    result = run_script("get_fashion_mnist.sh", dest, ASGN3_FASHION_MNIST_SYSTEM_DIR=str(system),
-                        ASGN3_FASHION_MNIST_URL="http://127.0.0.1:9/unused")
+    result = run_script(
+        "get_fashion_mnist.sh",
+        dest,
+        ASGN3_FASHION_MNIST_SYSTEM_DIR=str(system),
+        ASGN3_FASHION_MNIST_URL="http://127.0.0.1:9/unused",
+    )
     assert result.returncode == 0, result.stderr
     assert "6000 / 1000 images: OK" in result.stdout
     assert len(list((dest / "fashion-mnist").iterdir())) == 4
@@ -221,8 +238,12 @@ def test_fashion_mnist_from_a_system_copy(tmp_path):
 
 def test_fashion_mnist_download_is_checked_against_published_md5(server, tmp_path):
     """Files whose MD5 differs from the published one are refused."""
-    result = run_script("get_fashion_mnist.sh", tmp_path, ASGN3_FASHION_MNIST_URL=server.url + "/fashion",
-                        ASGN3_FASHION_MNIST_SYSTEM_DIR=str(tmp_path / "none"))
+    result = run_script(
+        "get_fashion_mnist.sh",
+        tmp_path,
+        ASGN3_FASHION_MNIST_URL=server.url + "/fashion",
+        ASGN3_FASHION_MNIST_SYSTEM_DIR=str(tmp_path / "none"),
+    )
     print(result.stdout, result.stderr)
     assert result.returncode != 0 and "differs from the published" in result.stderr
     assert list((tmp_path / "fashion-mnist").iterdir()) == []

@@ -1,4 +1,5 @@
 """Tests of datasets/fashion_mnist.py: decoding gzipped IDX files and checking Fashion-MNIST."""
+
 import gzip
 import struct
 import sys

@@ -4,6 +4,7 @@ Fast convolution and pooling must equal the naive layers (float64 within 1e-9, f
 rounding bound of float32 sums), the numpy fallback must equal the Cython path, and importing without the
 extension must work with one warning line naming the build command.
 """
+
 import shutil
 import subprocess
 import sys
@@ -120,8 +121,9 @@ def test_conv_fast_float32_within_rounding_bound_of_naive_float64(shape):
     grads64 = layers.conv_backward_naive(dout64, cache64)
     abs_grads = layers.conv_backward_naive(np.abs(dout64), abs_cache)
     n_terms = {"out": C * HH * WW + 1, "dx": F * HH * WW, "dw": N * H_out * W_out, "db": N * H_out * W_out}
-    pairs = zip(("out", "dx", "dw", "db"), (out32, *grads32), (out64, *grads64), (abs_out, *abs_grads),
-                strict=True)
+    pairs = zip(
+        ("out", "dx", "dw", "db"), (out32, *grads32), (out64, *grads64), (abs_out, *abs_grads), strict=True
+    )
     for name, fast, exact, magnitude in pairs:
         error = np.abs(fast.astype(np.float64) - exact)
         bound = float32_bound(n_terms[name], magnitude)
@@ -149,17 +151,19 @@ def test_max_pool_fast_equals_naive(shape, dtype):
 
 def test_conv_fast_gradients_numerically(layer_grad_errors):
     x, w, b, _, conv_param = conv_problem(CONV_SHAPES[1], seed=3)
-    errors = layer_grad_errors(fast_layers.conv_forward_fast, fast_layers.conv_backward_fast, [x, w, b],
-                               conv_param, h=1e-3)  # linear in each input: any step is exact
+    errors = layer_grad_errors(
+        fast_layers.conv_forward_fast, fast_layers.conv_backward_fast, [x, w, b], conv_param, h=1e-3
+    )  # linear in each input: any step is exact
     assert max(errors) < 1e-7
 
 
 def test_max_pool_fast_gradient_numerically(layer_grad_errors):
     rng = np.random.default_rng(4)
-    x = (rng.permutation(2 * 2 * 7 * 7).reshape(2, 2, 7, 7) * 0.01)  # distinct values: no ties
+    x = rng.permutation(2 * 2 * 7 * 7).reshape(2, 2, 7, 7) * 0.01  # distinct values: no ties
     pool_param = {"pool_height": 3, "pool_width": 3, "stride": 2}
-    errors = layer_grad_errors(fast_layers.max_pool_forward_fast, fast_layers.max_pool_backward_fast, [x],
-                               pool_param)
+    errors = layer_grad_errors(
+        fast_layers.max_pool_forward_fast, fast_layers.max_pool_backward_fast, [x], pool_param
+    )
     assert max(errors) < 1e-7
 
 
@@ -251,11 +255,19 @@ def test_classic_build_command_builds_the_extension_in_place(tmp_path):
     package.mkdir()
     for name in ("setup.py", "im2col_cython.pyx"):
         shutil.copy(source_dir / name, package / name)
-    build = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace"], cwd=package,
-                           capture_output=True, text=True, timeout=900)
+    build = subprocess.run(
+        [sys.executable, "setup.py", "build_ext", "--inplace"],
+        cwd=package,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert build.returncode == 0, build.stdout[-2000:] + build.stderr[-2000:]
-    built = [path for path in package.iterdir() if path.name.startswith("im2col_cython.")
-             and path.suffix in (".so", ".pyd")]
+    built = [
+        path
+        for path in package.iterdir()
+        if path.name.startswith("im2col_cython.") and path.suffix in (".so", ".pyd")
+    ]
     assert len(built) == 1, sorted(path.name for path in package.iterdir())
     script = textwrap.dedent(f"""
         import importlib.util
@@ -302,18 +314,36 @@ def test_conv_fast_accepts_non_contiguous_input():
 
 
 FAST_MISMATCHES = [
-    ("conv channels", fast_layers.conv_forward_fast,
-     (np.zeros((2, 3, 5, 5)), np.zeros((4, 2, 3, 3)), np.zeros(4), {"stride": 1, "pad": 1}),
-     ["(2, 3, 5, 5)", "(4, 2, 3, 3)"]),
-    ("conv bias", fast_layers.conv_forward_fast,
-     (np.zeros((2, 3, 5, 5)), np.zeros((4, 3, 3, 3)), np.zeros(5), {"stride": 1, "pad": 1}),
-     ["(5,)", "(4, 3, 3, 3)"]),
-    ("conv x 2-d", fast_layers.conv_forward_fast,
-     (np.zeros((2, 75)), np.zeros((4, 3, 5, 5)), np.zeros(4), {"stride": 1, "pad": 0}), ["(2, 75)"]),
-    ("pool x 3-d", fast_layers.max_pool_forward_fast,
-     (np.zeros((3, 8, 8)), {"pool_height": 2, "pool_width": 2, "stride": 2}), ["(3, 8, 8)"]),
-    ("pool too big", fast_layers.max_pool_forward_fast,
-     (np.zeros((1, 2, 3, 3)), {"pool_height": 4, "pool_width": 2, "stride": 2}), ["(1, 2, 3, 3)"]),
+    (
+        "conv channels",
+        fast_layers.conv_forward_fast,
+        (np.zeros((2, 3, 5, 5)), np.zeros((4, 2, 3, 3)), np.zeros(4), {"stride": 1, "pad": 1}),
+        ["(2, 3, 5, 5)", "(4, 2, 3, 3)"],
+    ),
+    (
+        "conv bias",
+        fast_layers.conv_forward_fast,
+        (np.zeros((2, 3, 5, 5)), np.zeros((4, 3, 3, 3)), np.zeros(5), {"stride": 1, "pad": 1}),
+        ["(5,)", "(4, 3, 3, 3)"],
+    ),
+    (
+        "conv x 2-d",
+        fast_layers.conv_forward_fast,
+        (np.zeros((2, 75)), np.zeros((4, 3, 5, 5)), np.zeros(4), {"stride": 1, "pad": 0}),
+        ["(2, 75)"],
+    ),
+    (
+        "pool x 3-d",
+        fast_layers.max_pool_forward_fast,
+        (np.zeros((3, 8, 8)), {"pool_height": 2, "pool_width": 2, "stride": 2}),
+        ["(3, 8, 8)"],
+    ),
+    (
+        "pool too big",
+        fast_layers.max_pool_forward_fast,
+        (np.zeros((1, 2, 3, 3)), {"pool_height": 4, "pool_width": 2, "stride": 2}),
+        ["(1, 2, 3, 3)"],
+    ),
 ]
 
 

@@ -3,6 +3,7 @@
 Every hostile submission is the reference with one function made hostile (or a hostile zip), graded on
 the checks that function affects only (`only=`), with a short timeout, to keep the suite fast.
 """
+
 import csv
 import io
 import json
@@ -59,7 +60,7 @@ def replace_region(folder, rel, function, code):
     start = next(i for i, line in enumerate(lines) if line.lstrip().startswith(f"def {function}("))
     region = next(r for r in find_regions("\n".join(lines)) if r.start > start)
     body = [region.indent + line if line else line for line in code.strip("\n").splitlines()]
-    path.write_text("\n".join(lines[:region.start + 1] + body + lines[region.end:]) + "\n")
+    path.write_text("\n".join(lines[: region.start + 1] + body + lines[region.end :]) + "\n")
 
 
 def hostile_zip(tmp_path, rel, function, code):
@@ -91,6 +92,7 @@ def sandbox_processes():
 
 
 # -- the reference and the stubs -------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def reference_zip(tmp_path_factory):
@@ -140,8 +142,10 @@ def test_a_missing_student_file_is_graded_as_its_stub(tmp_path):
 
 
 def test_fresh_inputs_each_run_unless_seeded(reference_zip):
-    seeds = [re.search(r"seed (\d+)", run_grader(reference_zip, only=["sigmoid"], seed=None)["output"])[1]
-             for _ in range(2)]
+    seeds = [
+        re.search(r"seed (\d+)", run_grader(reference_zip, only=["sigmoid"], seed=None)["output"])[1]
+        for _ in range(2)
+    ]
     assert seeds[0] != seeds[1]
 
 
@@ -152,11 +156,20 @@ HOSTILE = {
     "infinite loop": (RNN, "rnn_step_forward", "while True:\n    pass"),
     "sleeps forever": (RNN, "rnn_step_forward", "import time\nwhile True:\n    time.sleep(100)"),
     "memory hog": (RNN, "rnn_step_forward", "hog = bytearray(16 << 30)  # 16 GB, zero-filled"),
-    "memory hog, step by step": (RNN, "rnn_step_forward",
-                                 "hog = []\nwhile True:\n    hog.append(bytearray(1 << 28))"),
-    "fork bomb": (RNN, "rnn_step_forward",
-                  "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"),
-    "os.system reads the reference": (RNN, "rnn_step_forward", f"""
+    "memory hog, step by step": (
+        RNN,
+        "rnn_step_forward",
+        "hog = []\nwhile True:\n    hog.append(bytearray(1 << 28))",
+    ),
+    "fork bomb": (
+        RNN,
+        "rnn_step_forward",
+        "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass",
+    ),
+    "os.system reads the reference": (
+        RNN,
+        "rnn_step_forward",
+        f"""
 import os
 os.system("cat {KIT_DIR}/asgn3/rnn_layers.py > stolen.py 2>/dev/null; touch {KIT_DIR}/PWNED /tmp/PWNED_asgn3")
 os.system("curl -s -m 3 http://example.com > net.txt 2>/dev/null")
@@ -166,8 +179,12 @@ assert "np.tanh" in source, "no reference to steal"
 namespace = {{}}
 exec(source, namespace)
 next_h, cache = namespace["rnn_step_forward"](x, prev_h, Wx, Wh, b)
-"""),
-    "reads the reference files": (RNN, "rnn_step_forward", f"""
+""",
+    ),
+    "reads the reference files": (
+        RNN,
+        "rnn_step_forward",
+        f"""
 import glob
 source = ""
 for pattern in ["{KIT_DIR}/asgn3/rnn_layers.py", "/proc/*/root{KIT_DIR}/asgn3/rnn_layers.py",
@@ -183,8 +200,12 @@ for pattern in ["{KIT_DIR}/asgn3/rnn_layers.py", "/proc/*/root{KIT_DIR}/asgn3/rn
 namespace = {{}}
 exec(source, namespace)
 next_h, cache = namespace["rnn_step_forward"](x, prev_h, Wx, Wh, b)
-"""),
-    "monkeypatches the checker and numpy": (RNN, "rnn_step_backward", """
+""",
+    ),
+    "monkeypatches the checker and numpy": (
+        RNN,
+        "rnn_step_backward",
+        """
 import asgn3.gradient_check as gc
 import asgn3.notebook_checks as checks
 gc.eval_numerical_gradient = lambda f, x, verbose=True, h=1e-5: np.zeros_like(x)
@@ -194,15 +215,23 @@ np.max = lambda *args, **kwargs: 0.0
 x, prev_h, Wx, Wh, next_h = cache
 dx, dprev_h, dWx, dWh, db = (np.zeros_like(x), np.zeros_like(prev_h), np.zeros_like(Wx), np.zeros_like(Wh),
                              np.zeros(Wh.shape[1]))
-"""),
-    "returns cached answers": (RNN, "rnn_step_forward", """
+""",
+    ),
+    "returns cached answers": (
+        RNN,
+        "rnn_step_forward",
+        """
 # next_h of the notebook's fixed inputs (N=3, H=4), whatever the inputs are
 next_h = np.array([[-0.58172089, -0.50182032, -0.41232771, -0.31410098],
                    [0.66854692, 0.79562378, 0.87755553, 0.92795967],
                    [0.97934501, 0.99144213, 0.99646691, 0.99854353]])
 cache = None
-"""),
-    "forges the grader's files and pickles": (RNN, "rnn_step_forward", """
+""",
+    ),
+    "forges the grader's files and pickles": (
+        RNN,
+        "rnn_step_forward",
+        """
 import json, os, pickle
 class Payload:
     def __reduce__(self):
@@ -213,7 +242,8 @@ for index in range(4):
     with open(f"out_{index}.npz", "wb") as f:
         np.save(f, np.array([Payload()], dtype=object), allow_pickle=True)
 os._exit(0)
-"""),
+""",
+    ),
     "kills every process it can": (RNN, "rnn_step_forward", "import os, signal\nos.kill(-1, signal.SIGKILL)"),
     "crashes the interpreter": (RNN, "rnn_step_forward", "import ctypes\nctypes.string_at(0)"),
     "exits": (RNN, "rnn_step_forward", "raise SystemExit(0)"),
@@ -241,12 +271,15 @@ def test_hostile_function_gains_nothing(tmp_path, name):
 
 
 def test_a_hang_costs_only_its_own_check(tmp_path):
-    zip_path = hostile_zip(tmp_path, "asgn3/image_gradients.py", "make_fooling_image",
-                           "hog = bytearray(16 << 30)")
+    zip_path = hostile_zip(
+        tmp_path, "asgn3/image_gradients.py", "make_fooling_image", "hog = bytearray(16 << 30)"
+    )
     result = run_grader(zip_path, only=["Q3"])
     scores = {t["name"]: t["score"] for t in result["tests"]}
-    assert scores == {"Q3 image gradients: compute_saliency_maps values": 5,
-                      "Q3 image gradients: make_fooling_image fools the model": 0}
+    assert scores == {
+        "Q3 image gradients: compute_saliency_maps values": 5,
+        "Q3 image gradients: make_fooling_image fools the model": 0,
+    }
     fooling = by_name(result)["Q3 image gradients: make_fooling_image fools the model"]
     assert "MemoryError" in fooling["output"]
 
@@ -274,11 +307,16 @@ def test_regions_are_spliced_into_the_current_kit_file(tmp_path):
     header = "def _check_sequence_inputs(x, h0, Wx, Wh, b, gates):"
     text = path.read_text().replace(header, header + '\n    raise ValueError("an old kit")')
     path.write_text(text + "\n\nimport math\n\n\ndef my_tanh(a):\n    return np.tanh(a) * math.cos(0)\n")
-    replace_region(folder, RNN, "rnn_step_forward", """
+    replace_region(
+        folder,
+        RNN,
+        "rnn_step_forward",
+        """
 xw = x if Wx is None else x @ Wx
 next_h = my_tanh(xw + prev_h @ Wh + b)
 cache = (x, prev_h, Wx, Wh, next_h)
-""")
+""",
+    )
     result = run_grader(zip_folder(folder, tmp_path / "spliced.zip"), only=["rnn_forward values"])
     assert result["score"] == 4, result["tests"][0]["output"]
     assert "regions spliced into the kit's file, with 2 definitions of its own" in result["output"]
@@ -300,21 +338,32 @@ def test_a_file_whose_regions_do_not_match_is_used_whole(tmp_path):
 def test_a_wrong_gradient_is_caught_against_the_reference_forward(tmp_path):
     """A backward pass consistent with a wrong forward pass still fails: the truth is the reference's."""
     folder = copy_reference(tmp_path / "relu")
-    replace_region(folder, RNN, "rnn_step_forward", """
+    replace_region(
+        folder,
+        RNN,
+        "rnn_step_forward",
+        """
 next_h = np.maximum(0, x @ Wx + prev_h @ Wh + b)  # a ReLU cell instead of tanh
 cache = (x, prev_h, Wx, Wh, next_h)
-""")
-    replace_region(folder, RNN, "rnn_step_backward", """
+""",
+    )
+    replace_region(
+        folder,
+        RNN,
+        "rnn_step_backward",
+        """
 x, prev_h, Wx, Wh, next_h = cache
 da = dnext_h * (next_h > 0)  # exactly right for the ReLU cell
 dx, dprev_h, dWx, dWh, db = da @ Wx.T, da @ Wh.T, x.T @ da, prev_h.T @ da, da.sum(axis=0)
-""")
+""",
+    )
     result = run_grader(zip_folder(folder, tmp_path / "relu.zip"), only=["rnn_step_backward"])
     assert result["score"] == 0
     assert "relative error" in result["tests"][0]["output"]
 
 
 # -- hostile zips -------------------------------------------------------------------------------------
+
 
 def raw_zip(path, entries):
     """A zip from (ZipInfo or name, bytes) pairs, written as they are."""
@@ -334,8 +383,10 @@ HOSTILE_ZIPS = {
     "zip-slip": ([("asgn3/../../evil.py", b"print('escaped')")], "climbs out of the folder"),
     "zip-slip at the start": ([("../evil.py", b"x = 1")], "climbs out of the folder"),
     "absolute path": ([("/tmp/evil.py", b"x = 1")], "absolute path"),
-    "symlink entry": ([symlink_entry("asgn3/rnn_layers.py", str(KIT_DIR / "asgn3" / "rnn_layers.py"))],
-                      "symbolic link"),
+    "symlink entry": (
+        [symlink_entry("asgn3/rnn_layers.py", str(KIT_DIR / "asgn3" / "rnn_layers.py"))],
+        "symbolic link",
+    ),
     "zip bomb": ([("asgn3/rnn_layers.py", bytes(40 << 20))], "compression ratio"),
     "huge file": ([("asgn3/data.bin", os.urandom(1 << 20) * 60)], "more than 50 MB"),
     "backslash path": ([("asgn3\\..\\..\\evil.py", b"x = 1")], "backslash"),
@@ -367,12 +418,14 @@ def test_a_header_that_lies_about_its_size_is_refused(tmp_path):
     data = bytearray(zip_path.read_bytes())
     # declare 10 bytes in the central directory (offset 24 of the entry's header), keep the data
     central = data.rfind(b"PK\x01\x02")
-    data[central + 24:central + 28] = (10).to_bytes(4, "little")
+    data[central + 24 : central + 28] = (10).to_bytes(4, "little")
     zip_path.write_bytes(bytes(data))
     with pytest.raises(SubmissionError):
         extract_zip(zip_path, tmp_path / "out")
-    assert not (tmp_path / "out" / "asgn3" / "rnn_layers.py").exists() or \
-        (tmp_path / "out" / "asgn3" / "rnn_layers.py").stat().st_size <= 10
+    assert (
+        not (tmp_path / "out" / "asgn3" / "rnn_layers.py").exists()
+        or (tmp_path / "out" / "asgn3" / "rnn_layers.py").stat().st_size <= 10
+    )
 
 
 def test_extract_writes_only_inside_the_folder(tmp_path):
@@ -384,7 +437,7 @@ def test_extract_writes_only_inside_the_folder(tmp_path):
 
 # -- the sandbox itself ---------------------------------------------------------------------------------
 
-PROBE = r'''
+PROBE = r"""
 import json, os, socket, sys
 kit, job = sys.argv[1], sys.argv[2]
 found = {"uid": os.getuid()}
@@ -436,7 +489,7 @@ except OSError:
     pass
 found["children"] = children
 open(os.path.join(job, "status_probe.json"), "w").write(json.dumps(found))
-'''
+"""
 
 
 def test_the_sandbox_isolates_the_child(tmp_path):
@@ -467,6 +520,7 @@ def test_the_sandbox_isolates_the_child(tmp_path):
 
 # -- batch mode ---------------------------------------------------------------------------------------
 
+
 def test_batch_grades_a_folder_into_a_csv_gradebook(tmp_path, reference_zip):
     folder = tmp_path / "class"
     folder.mkdir()
@@ -479,8 +533,20 @@ def test_batch_grades_a_folder_into_a_csv_gradebook(tmp_path, reference_zip):
     out = io.StringIO()
     sys.stdout, saved = out, sys.stdout
     try:
-        assert grade.main([str(folder), "--only", "rnn_step_forward values,sigmoid", "--seed", "7",
-                           "--json-dir", str(tmp_path / "json")]) == 0
+        assert (
+            grade.main(
+                [
+                    str(folder),
+                    "--only",
+                    "rnn_step_forward values,sigmoid",
+                    "--seed",
+                    "7",
+                    "--json-dir",
+                    str(tmp_path / "json"),
+                ]
+            )
+            == 0
+        )
     finally:
         sys.stdout = saved
     rows = {row["submission"]: row for row in csv.DictReader(open(folder / "gradebook.csv"))}
@@ -500,7 +566,7 @@ def test_numbers_are_compared_here_not_trusted_from_the_child():
     assert "allow_pickle=False" in source and "pickle.load" not in source
 
 
-WEAK_PROBE = r'''
+WEAK_PROBE = r"""
 import json, os, socket, subprocess, sys
 kit, job = sys.argv[1], sys.argv[2]
 found = {}
@@ -519,7 +585,7 @@ for name, attempt in [
     except Exception as error:
         found[name] = f"refused: {type(error).__name__}: {error}"
 open(os.path.join(job, "status_probe.json"), "w").write(json.dumps(found))
-'''
+"""
 
 
 def test_the_weak_level_refuses_network_processes_and_the_reference(tmp_path, monkeypatch):
@@ -532,8 +598,11 @@ def test_the_weak_level_refuses_network_processes_and_the_reference(tmp_path, mo
     job.mkdir()
     runner = (KIT_DIR / "staff" / "runner.py").read_text()
     # the probe runs after the runner's guard, as a submission would
-    (kit / "probe.py").write_text(runner.split("def main(")[0] + "_guard(os.environ['ASGN3_SANDBOX_WEAK'])\n"
-                                  + WEAK_PROBE.replace("KIT_DIR", repr(str(KIT_DIR))))
+    (kit / "probe.py").write_text(
+        runner.split("def main(")[0]
+        + "_guard(os.environ['ASGN3_SANDBOX_WEAK'])\n"
+        + WEAK_PROBE.replace("KIT_DIR", repr(str(KIT_DIR)))
+    )
     result = run_untrusted(kit, job, "probe.py", Limits(cpu_seconds=10, wall_seconds=20))
     found = json.loads((job / "status_probe.json").read_text())
     print(found, result)

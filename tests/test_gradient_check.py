@@ -1,5 +1,6 @@
 """Tests of asgn3/gradient_check.py: numeric gradients of functions with known gradients, the in-place
 perturbation that is restored, and the errors for inputs that cannot be perturbed."""
+
 import numpy as np
 import pytest
 

@@ -4,6 +4,7 @@ The model's batchnorm statistics are calibrated on smooth random images, and its
 positive so that most ReLUs are active: a random network whose units are half dead has flat directions
 that no gradient method can climb, which says nothing about the code under test.
 """
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -21,8 +22,15 @@ from asgn3.image_gradients import (
 )
 
 SIZE = 32
-ARCH = dict(num_classes=5, input_size=SIZE, num_filters=(8, 16, 32), filter_sizes=(5, 3, 3),
-            strides=(2, 2, 2), pads=(2, 1, 1), hidden_dim=32)
+ARCH = dict(
+    num_classes=5,
+    input_size=SIZE,
+    num_filters=(8, 16, 32),
+    filter_sizes=(5, 3, 3),
+    strides=(2, 2, 2),
+    pads=(2, 1, 1),
+    hidden_dim=32,
+)
 MEAN_IMAGE = np.random.default_rng(2).uniform(80, 160, (3, SIZE, SIZE)).astype(np.float32)
 QUIET = dict(verbose=False, show_every=0)
 
@@ -34,8 +42,9 @@ def rel_error(x, y):
 
 def smooth_images(n, seed, size=SIZE):
     """Mean-subtracted smooth random images (n, 3, size, size) spanning the pixel range [0, 255]."""
-    img = ndimage.gaussian_filter(np.random.default_rng(seed).uniform(0, 255, (n, 3, size, size)),
-                                  sigma=(0, 0, 2, 2))
+    img = ndimage.gaussian_filter(
+        np.random.default_rng(seed).uniform(0, 255, (n, 3, size, size)), sigma=(0, 0, 2, 2)
+    )
     img = 255 * (img - img.min()) / (img.max() - img.min())
     mean = MEAN_IMAGE if size == SIZE else MEAN_IMAGE.mean(axis=(1, 2), keepdims=True)
     return (img - mean).astype(np.float32)
@@ -110,8 +119,17 @@ def test_feature_inversion_cuts_the_feature_distance_tenfold(model, layer, learn
     target = model.forward(smooth_images(1, seed=7), end=layer)[0]
     start = np.random.default_rng(0).standard_normal((1, 3, SIZE, SIZE)).astype(np.float32)
     start_distance = np.linalg.norm(model.forward(start, end=layer)[0] - target)
-    X = invert_features(target, layer, model, learning_rate=learning_rate, num_iterations=400, blur_every=0,
-                        mean_image=MEAN_IMAGE, seed=0, **QUIET)
+    X = invert_features(
+        target,
+        layer,
+        model,
+        learning_rate=learning_rate,
+        num_iterations=400,
+        blur_every=0,
+        mean_image=MEAN_IMAGE,
+        seed=0,
+        **QUIET,
+    )
     ratio = np.linalg.norm(model.forward(X, end=layer)[0] - target) / start_distance
     print(f"layer {layer}: feature distance down to {ratio:.3f} of its start")
     assert ratio <= 0.1
@@ -135,19 +153,39 @@ def test_seeds_make_runs_repeatable(model):
     np.testing.assert_array_equal(run(3), run(3))
     assert not np.array_equal(run(3), run(4))
     X = smooth_images(1, seed=9)
-    np.testing.assert_array_equal(deepdream(X, 0, model, num_iterations=5, seed=1, **QUIET),
-                                  deepdream(X, 0, model, num_iterations=5, seed=1, **QUIET))
+    np.testing.assert_array_equal(
+        deepdream(X, 0, model, num_iterations=5, seed=1, **QUIET),
+        deepdream(X, 0, model, num_iterations=5, seed=1, **QUIET),
+    )
 
 
 def test_callback_takes_the_displays_every_show_every_steps_and_at_the_end(model):
     seen = []
-    create_class_visualization(2, model, num_iterations=60, show_every=25, seed=0, verbose=False,
-                               callback=lambda t, X: seen.append((t, X.shape)))
-    assert seen == [(0, (1, 3, SIZE, SIZE)), (25, (1, 3, SIZE, SIZE)), (50, (1, 3, SIZE, SIZE)),
-                    (59, (1, 3, SIZE, SIZE))]
+    create_class_visualization(
+        2,
+        model,
+        num_iterations=60,
+        show_every=25,
+        seed=0,
+        verbose=False,
+        callback=lambda t, X: seen.append((t, X.shape)),
+    )
+    assert seen == [
+        (0, (1, 3, SIZE, SIZE)),
+        (25, (1, 3, SIZE, SIZE)),
+        (50, (1, 3, SIZE, SIZE)),
+        (59, (1, 3, SIZE, SIZE)),
+    ]
     seen.clear()
-    invert_features(model.forward(smooth_images(1, 0), end=0)[0], 0, model, num_iterations=5, show_every=0,
-                    verbose=False, callback=lambda t, X: seen.append(t))
+    invert_features(
+        model.forward(smooth_images(1, 0), end=0)[0],
+        0,
+        model,
+        num_iterations=5,
+        show_every=0,
+        verbose=False,
+        callback=lambda t, X: seen.append(t),
+    )
     assert seen == []
 
 
@@ -175,9 +213,11 @@ def test_displays_go_to_matplotlib_only_when_it_is_interactive(model, monkeypatc
     create_class_visualization(0, model, num_iterations=3, show_every=1, seed=0, verbose=False)
     assert shown == []
     monkeypatch.setattr(plt, "isinteractive", lambda: True)
-    create_class_visualization(0, model, num_iterations=3, show_every=1, mean_image=MEAN_IMAGE, seed=0,
-                               verbose=False)
-    deepdream(smooth_images(1, seed=8, size=40), 0, model, num_iterations=2, show_every=5, seed=0,
-              verbose=False)
+    create_class_visualization(
+        0, model, num_iterations=3, show_every=1, mean_image=MEAN_IMAGE, seed=0, verbose=False
+    )
+    deepdream(
+        smooth_images(1, seed=8, size=40), 0, model, num_iterations=2, show_every=5, seed=0, verbose=False
+    )
     plt.close("all")
     assert shown == [(SIZE, SIZE, 3)] * 3 + [(40, 40, 3)] * 2  # deepdream: first and last step

@@ -1,4 +1,5 @@
 """Tests of image_utils: blur, mean subtraction and its inverse, reading and fetching images."""
+
 import functools
 import http.server
 import socket
@@ -23,7 +24,7 @@ def test_blur_matches_a_direct_convolution_per_channel():
     out = blur_image(X)
     assert out.shape == X.shape and out.dtype == np.float32
     padded = np.pad(X.astype(np.float64), ((0, 0), (0, 0), (1, 1), (1, 1)))
-    expected = sum(BLUR_KERNEL[i, j] * padded[:, :, i:i + 5, j:j + 6] for i in range(3) for j in range(3))
+    expected = sum(BLUR_KERNEL[i, j] * padded[:, :, i : i + 5, j : j + 6] for i in range(3) for j in range(3))
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
     # A constant image stays constant away from the border (the kernel sums to one).
     flat = blur_image(np.full((1, 3, 6, 6), 7.0))
@@ -43,8 +44,9 @@ def test_deprocess_inverts_preprocess(mean):
     if mean == "image":
         np.testing.assert_allclose(x[0], img.transpose(2, 0, 1) - mean_img, rtol=1e-6)
     if mean == "pixel":
-        np.testing.assert_allclose(x[0].mean(axis=(1, 2)), img.mean(axis=(0, 1)) - mean_img.mean(axis=(1, 2)),
-                                   rtol=1e-4)
+        np.testing.assert_allclose(
+            x[0].mean(axis=(1, 2)), img.mean(axis=(0, 1)) - mean_img.mean(axis=(1, 2)), rtol=1e-4
+        )
     back = deprocess_image(x, mean_img, mean=mean)
     assert back.dtype == np.uint8
     np.testing.assert_array_equal(back, img)

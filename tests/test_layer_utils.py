@@ -1,5 +1,6 @@
 """Tests of asgn3/layer_utils.py: numeric gradient checks (float64) of every sandwich layer, and that each
 sandwich equals its layers run one after the other."""
+
 import numpy as np
 import pytest
 
@@ -47,8 +48,9 @@ def test_affine_bn_relu_gradients(layer_grad_errors, mode):
 def test_conv_relu_gradients(layer_grad_errors):
     rng = np.random.default_rng(2)
     x, w, b = rng.standard_normal((2, 3, 6, 6)), rng.standard_normal((3, 3, 3, 3)), rng.standard_normal(3)
-    errors = layer_grad_errors(layer_utils.conv_relu_forward, layer_utils.conv_relu_backward, [x, w, b],
-                               {"stride": 1, "pad": 1})
+    errors = layer_grad_errors(
+        layer_utils.conv_relu_forward, layer_utils.conv_relu_backward, [x, w, b], {"stride": 1, "pad": 1}
+    )
     assert max(errors) < GRAD_TOL
 
 
@@ -66,9 +68,13 @@ def test_conv_bn_relu_gradients(layer_grad_errors, mode):
 def test_conv_relu_pool_gradients(layer_grad_errors):
     rng = np.random.default_rng(4)
     x, w, b = rng.standard_normal((2, 3, 8, 8)), rng.standard_normal((3, 3, 3, 3)), rng.standard_normal(3)
-    errors = layer_grad_errors(layer_utils.conv_relu_pool_forward, layer_utils.conv_relu_pool_backward,
-                               [x, w, b], {"stride": 1, "pad": 1},
-                               {"pool_height": 2, "pool_width": 2, "stride": 2})
+    errors = layer_grad_errors(
+        layer_utils.conv_relu_pool_forward,
+        layer_utils.conv_relu_pool_backward,
+        [x, w, b],
+        {"stride": 1, "pad": 1},
+        {"pool_height": 2, "pool_width": 2, "stride": 2},
+    )
     assert max(errors) < GRAD_TOL
 
 

@@ -1,5 +1,6 @@
 """Tests of asgn3/layers.py: numeric gradient checks (float64), forward passes against independent
 references, batchnorm's running statistics, and the ValueErrors for mismatched shapes."""
+
 import re
 
 import numpy as np
@@ -51,8 +52,9 @@ def test_batchnorm_gradients(layer_grad_errors, mode):
     x = 3 * rng.standard_normal((N, D)) + 2
     gamma, beta = rng.standard_normal(D), rng.standard_normal(D)
     bn_param = {"mode": mode, "running_mean": rng.standard_normal(D), "running_var": rng.uniform(0.5, 2, D)}
-    errors = layer_grad_errors(layers.batchnorm_forward, layers.batchnorm_backward, [x, gamma, beta],
-                               bn_param)
+    errors = layer_grad_errors(
+        layers.batchnorm_forward, layers.batchnorm_backward, [x, gamma, beta], bn_param
+    )
     assert max(errors) < GRAD_TOL
 
 
@@ -63,8 +65,9 @@ def test_spatial_batchnorm_gradients(layer_grad_errors, mode):
     x = 2 * rng.standard_normal((N, C, H, W)) - 1
     gamma, beta = rng.standard_normal(C), rng.standard_normal(C)
     bn_param = {"mode": mode, "running_mean": rng.standard_normal(C), "running_var": rng.uniform(0.5, 2, C)}
-    errors = layer_grad_errors(layers.spatial_batchnorm_forward, layers.spatial_batchnorm_backward,
-                               [x, gamma, beta], bn_param)
+    errors = layer_grad_errors(
+        layers.spatial_batchnorm_forward, layers.spatial_batchnorm_backward, [x, gamma, beta], bn_param
+    )
     assert max(errors) < GRAD_TOL
 
 
@@ -73,8 +76,9 @@ def test_conv_naive_gradients(layer_grad_errors, stride, pad):
     rng = np.random.default_rng(4)
     x, w, b = rng.standard_normal((2, 3, 7, 6)), rng.standard_normal((3, 3, 3, 2)), rng.standard_normal(3)
     conv_param = {"stride": stride, "pad": pad}
-    errors = layer_grad_errors(layers.conv_forward_naive, layers.conv_backward_naive, [x, w, b], conv_param,
-                               h=LINEAR_STEP)
+    errors = layer_grad_errors(
+        layers.conv_forward_naive, layers.conv_backward_naive, [x, w, b], conv_param, h=LINEAR_STEP
+    )
     assert max(errors) < GRAD_TOL
 
 
@@ -107,8 +111,9 @@ def test_affine_forward_flattens_each_example():
     rng = np.random.default_rng(7)
     x, w, b = rng.standard_normal((3, 2, 2)), rng.standard_normal((4, 5)), rng.standard_normal(5)
     out, _ = layers.affine_forward(x, w, b)
-    expected = np.array([[sum(x[n].ravel()[d] * w[d, m] for d in range(4)) + b[m] for m in range(5)]
-                         for n in range(3)])
+    expected = np.array(
+        [[sum(x[n].ravel()[d] * w[d, m] for d in range(4)) + b[m] for m in range(5)] for n in range(3)]
+    )
     np.testing.assert_allclose(out, expected, rtol=1e-12)
 
 
@@ -118,8 +123,16 @@ def test_conv_naive_matches_scipy_correlation(stride, pad):
     x, w, b = rng.standard_normal((2, 3, 9, 8)), rng.standard_normal((4, 3, 3, 4)), rng.standard_normal(4)
     out, _ = layers.conv_forward_naive(x, w, b, {"stride": stride, "pad": pad})
     x_pad = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-    expected = np.array([[sum(correlate2d(x_pad[n, c], w[f, c], mode="valid") for c in range(3))
-                          [::stride, ::stride] + b[f] for f in range(4)] for n in range(2)])
+    expected = np.array(
+        [
+            [
+                sum(correlate2d(x_pad[n, c], w[f, c], mode="valid") for c in range(3))[::stride, ::stride]
+                + b[f]
+                for f in range(4)
+            ]
+            for n in range(2)
+        ]
+    )
     H_out, W_out = 1 + (9 + 2 * pad - 3) // stride, 1 + (8 + 2 * pad - 4) // stride
     assert out.shape == expected.shape == (2, 4, H_out, W_out)
     np.testing.assert_allclose(out, expected, rtol=1e-10, atol=1e-12)
@@ -171,8 +184,9 @@ def test_batchnorm_train_normalizes_then_scales_and_shifts():
     gamma, beta = np.array([1.0, 2.0, 3.0]), np.array([0.0, -1.0, 5.0])
     out, _ = layers.batchnorm_forward(x, gamma, beta, {"mode": "train"})
     np.testing.assert_allclose(out.mean(axis=0), beta, atol=1e-10)
-    np.testing.assert_allclose(out.std(axis=0), gamma * np.sqrt(x.var(axis=0) / (x.var(axis=0) + 1e-5)),
-                               rtol=1e-10)
+    np.testing.assert_allclose(
+        out.std(axis=0), gamma * np.sqrt(x.var(axis=0) / (x.var(axis=0) + 1e-5)), rtol=1e-10
+    )
 
 
 def test_batchnorm_running_averages_are_created_and_updated_in_place():
@@ -258,18 +272,38 @@ MISMATCHES = [
     ("affine b", layers.affine_forward, (*arrays((2, 10), (10, 5), (4,)),), ["(4,)", "(10, 5)"]),
     ("batchnorm gamma", layers.batchnorm_forward, (*arrays((4, 3), (2,), (3,)), BN), ["(2,)", "(4, 3)"]),
     ("batchnorm x 4-d", layers.batchnorm_forward, (*arrays((2, 3, 4, 4), (3,), (3,)), BN), ["(2, 3, 4, 4)"]),
-    ("spatial batchnorm beta", layers.spatial_batchnorm_forward, (*arrays((2, 3, 4, 4), (3,), (4,)), BN),
-     ["(4,)", "(2, 3, 4, 4)"]),
-    ("spatial batchnorm x 2-d", layers.spatial_batchnorm_forward, (*arrays((2, 3), (3,), (3,)), BN),
-     ["(2, 3)"]),
-    ("conv channels", layers.conv_forward_naive, (*arrays((2, 3, 5, 5), (4, 2, 3, 3), (4,)), CONV),
-     ["(2, 3, 5, 5)", "(4, 2, 3, 3)"]),
-    ("conv bias", layers.conv_forward_naive, (*arrays((2, 3, 5, 5), (4, 3, 3, 3), (3,)), CONV),
-     ["(3,)", "(4, 3, 3, 3)"]),
+    (
+        "spatial batchnorm beta",
+        layers.spatial_batchnorm_forward,
+        (*arrays((2, 3, 4, 4), (3,), (4,)), BN),
+        ["(4,)", "(2, 3, 4, 4)"],
+    ),
+    (
+        "spatial batchnorm x 2-d",
+        layers.spatial_batchnorm_forward,
+        (*arrays((2, 3), (3,), (3,)), BN),
+        ["(2, 3)"],
+    ),
+    (
+        "conv channels",
+        layers.conv_forward_naive,
+        (*arrays((2, 3, 5, 5), (4, 2, 3, 3), (4,)), CONV),
+        ["(2, 3, 5, 5)", "(4, 2, 3, 3)"],
+    ),
+    (
+        "conv bias",
+        layers.conv_forward_naive,
+        (*arrays((2, 3, 5, 5), (4, 3, 3, 3), (3,)), CONV),
+        ["(3,)", "(4, 3, 3, 3)"],
+    ),
     ("conv x 3-d", layers.conv_forward_naive, (*arrays((3, 5, 5), (4, 3, 3, 3), (4,)), CONV), ["(3, 5, 5)"]),
     ("conv w 3-d", layers.conv_forward_naive, (*arrays((2, 3, 5, 5), (3, 3, 3), (4,)), CONV), ["(3, 3, 3)"]),
-    ("conv filter too big", layers.conv_forward_naive, (*arrays((2, 3, 5, 5), (4, 3, 9, 9), (4,)), CONV),
-     ["(2, 3, 5, 5)"]),
+    (
+        "conv filter too big",
+        layers.conv_forward_naive,
+        (*arrays((2, 3, 5, 5), (4, 3, 9, 9), (4,)), CONV),
+        ["(2, 3, 5, 5)"],
+    ),
     ("pool x 3-d", layers.max_pool_forward_naive, (*arrays((3, 4, 4)), POOL), ["(3, 4, 4)"]),
     ("pool too big", layers.max_pool_forward_naive, (*arrays((2, 3, 1, 4)), POOL), ["(2, 3, 1, 4)"]),
     ("softmax labels", layers.softmax_loss, (np.zeros((4, 3)), np.zeros(5, int)), ["(5,)", "(4, 3)"]),

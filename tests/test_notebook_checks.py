@@ -1,4 +1,5 @@
 """Tests of asgn3/notebook_checks.py: rel_error, the one-line reports and their parser."""
+
 import numpy as np
 import pytest
 
@@ -27,8 +28,11 @@ def test_rel_error_names_the_stub_that_returned_none():
         return None
 
     rnn_step_forward.__module__ = "asgn3.rnn_layers"
-    with pytest.raises(NotImplementedError, match=r"rnn_step_forward returned None: fill in the code between "
-                                                  r"the START/END markers in asgn3/rnn_layers\.py"):
+    with pytest.raises(
+        NotImplementedError,
+        match=r"rnn_step_forward returned None: fill in the code between "
+        r"the START/END markers in asgn3/rnn_layers\.py",
+    ):
         rel_error(np.zeros(3), rnn_step_forward(), rnn_step_forward)
     with pytest.raises(NotImplementedError, match="START/END markers in asgn3/"):
         rel_error(None, np.zeros(3))
@@ -64,9 +68,14 @@ def test_reports_print_one_line_that_parses_back(capsys):
     assert lines[2] == "temporal_softmax_loss N=100 T=1: loss 2.3 (should be about 2.3 within 0.2) OK"
 
     checks = parse_checks("\n".join(["some other output: 12", *lines, "Iteration 1 / 10: loss 3.2"]))
-    assert [c.name for c in checks] == ["rnn_step_forward next_h", "rnn_backward dx",
-                                        "temporal_softmax_loss N=100 T=1", "temporal_softmax_loss N=100 T=10",
-                                        "pretrained CNN val accuracy", "overfit RNN final loss"]
+    assert [c.name for c in checks] == [
+        "rnn_step_forward next_h",
+        "rnn_backward dx",
+        "temporal_softmax_loss N=100 T=1",
+        "temporal_softmax_loss N=100 T=10",
+        "pretrained CNN val accuracy",
+        "overfit RNN final loss",
+    ]
     assert [c.passed for c in checks] == [True, False, True, False, True, True]
     assert checks[0].value == pytest.approx(2.07e-9) and checks[0].bound == 1e-8
     assert checks[2].relation == "about" and checks[2].tol == 0.2
@@ -85,8 +94,10 @@ def test_report_fooled_prints_and_asserts(capsys):
     with pytest.raises(AssertionError, match="not fooled"):
         report_fooled(1, 3)
     lines = capsys.readouterr().out.splitlines()
-    assert lines == ["fooling image: predicted class 3 (dress), target class 3 (dress) FOOLED",
-                     "fooling image: predicted class 1, target class 3 NOT FOOLED"]
+    assert lines == [
+        "fooling image: predicted class 3 (dress), target class 3 (dress) FOOLED",
+        "fooling image: predicted class 1, target class 3 NOT FOOLED",
+    ]
     fooled, not_fooled = parse_checks("\n".join(lines))
     assert fooled.passed and fooled.relation == "fooled"
     assert not not_fooled.passed

@@ -5,6 +5,7 @@ on the working directory); the test fails on any error, and checks that every re
 printed is under its stated bound, that the sanity values are where they should be, and that the network
 was fooled. These four executions are the slow part of the suite (several minutes together).
 """
+
 import importlib.util
 import os
 import subprocess
@@ -32,23 +33,47 @@ runner = _load_runner()
 # printed check (and every printed check must pass).
 EXPECTED_CHECKS = {
     "RNN_Captioning": [
-        "rnn_step_forward next_h", "rnn_step_backward dx", "rnn_step_backward dWh", "rnn_forward h",
-        "rnn_backward dx", "rnn_backward dh0", "word_embedding_forward out", "word_embedding_backward dW",
-        "temporal_affine_backward dx", "temporal_softmax_loss N=100 T=1", "temporal_softmax_loss N=100 T=10",
-        "temporal_softmax_loss N=5000 T=10 p=0.1", "temporal_softmax_loss dx", "CaptioningRNN rnn loss",
-        "CaptioningRNN rnn dW_embed", "CaptioningRNN rnn dWh", "overfit rnn final loss",
+        "rnn_step_forward next_h",
+        "rnn_step_backward dx",
+        "rnn_step_backward dWh",
+        "rnn_forward h",
+        "rnn_backward dx",
+        "rnn_backward dh0",
+        "word_embedding_forward out",
+        "word_embedding_backward dW",
+        "temporal_affine_backward dx",
+        "temporal_softmax_loss N=100 T=1",
+        "temporal_softmax_loss N=100 T=10",
+        "temporal_softmax_loss N=5000 T=10 p=0.1",
+        "temporal_softmax_loss dx",
+        "CaptioningRNN rnn loss",
+        "CaptioningRNN rnn dW_embed",
+        "CaptioningRNN rnn dWh",
+        "overfit rnn final loss",
     ],
     "LSTM_Captioning": [
-        "lstm_step_forward next_h", "lstm_step_forward next_c", "lstm_step_backward dx",
-        "lstm_step_backward dprev_c", "lstm_forward h", "lstm_backward dx", "lstm_backward dWh",
-        "CaptioningRNN lstm loss", "CaptioningRNN lstm dW_embed", "CaptioningRNN lstm dWx",
+        "lstm_step_forward next_h",
+        "lstm_step_forward next_c",
+        "lstm_step_backward dx",
+        "lstm_step_backward dprev_c",
+        "lstm_forward h",
+        "lstm_backward dx",
+        "lstm_backward dWh",
+        "CaptioningRNN lstm loss",
+        "CaptioningRNN lstm dW_embed",
+        "CaptioningRNN lstm dWx",
         "overfit lstm final loss",
     ],
     "ImageGradients": [
-        "pretrained CNN train accuracy", "pretrained CNN val accuracy", "fooling image",
+        "pretrained CNN train accuracy",
+        "pretrained CNN val accuracy",
+        "fooling image",
     ],
     "ImageGeneration": [
-        "class visualization ", "feature inversion layer 3", "feature inversion layer 6", "DeepDream layer",
+        "class visualization ",
+        "feature inversion layer 3",
+        "feature inversion layer 6",
+        "DeepDream layer",
     ],
 }
 
@@ -61,7 +86,8 @@ def test_committed_notebook_has_no_outputs(name):
     assert code_cells, f"{name} has no code cells"
     for cell in code_cells:
         assert cell.outputs == [] and cell.execution_count is None, (
-            f"{name}: committed with outputs in cell {cell.source[:60]!r}: clear them before committing")
+            f"{name}: committed with outputs in cell {cell.source[:60]!r}: clear them before committing"
+        )
 
 
 @pytest.mark.parametrize("name", runner.NOTEBOOKS)
@@ -75,8 +101,11 @@ def test_notebook_runs_and_its_checks_pass(name, tmp_path):
         print(f"  {check.name}: {check.quantity} {check.value:g} ({check.relation} {check.bound:g})")
     failed = [check for check in checks if not check.passed]
     assert not failed, f"{name}: checks failed: {failed}"
-    missing = [prefix for prefix in EXPECTED_CHECKS[name]
-               if not any(check.name.startswith(prefix) for check in checks)]
+    missing = [
+        prefix
+        for prefix in EXPECTED_CHECKS[name]
+        if not any(check.name.startswith(prefix) for check in checks)
+    ]
     assert not missing, f"{name}: these checks were not printed: {sorted(missing)}"
 
     figures = runner.export_figures(nb, tmp_path / "figures")
@@ -102,11 +131,14 @@ def test_parse_param_reads_python_literals_else_strings():
 
 
 def test_runner_injects_parameters_runs_exports_figures_and_reports(tmp_path, capsys):
-    source = _tiny_notebook(tmp_path / "tiny.ipynb", [
-        "from asgn3.notebook_checks import report\n"
-        "report('tiny check', 1e-9 if FAST else 1.0, 1e-8)",
-        "import matplotlib.pyplot as plt\n%matplotlib inline\nplt.plot([1, 2, 3]); plt.show()",
-    ], parameters="FAST = False")
+    source = _tiny_notebook(
+        tmp_path / "tiny.ipynb",
+        [
+            "from asgn3.notebook_checks import report\nreport('tiny check', 1e-9 if FAST else 1.0, 1e-8)",
+            "import matplotlib.pyplot as plt\n%matplotlib inline\nplt.plot([1, 2, 3]); plt.show()",
+        ],
+        parameters="FAST = False",
+    )
 
     with pytest.raises(ValueError, match="unknown parameter.*SLOW"):
         runner.run([str(source)], tmp_path / "out", params={"SLOW": True})
@@ -134,8 +166,17 @@ def test_runner_keeps_the_partial_copy_of_a_notebook_that_raises(tmp_path, capsy
 
 
 def test_runner_command_line_refuses_an_unknown_notebook(tmp_path):
-    result = subprocess.run([sys.executable, str(KIT_DIR / "tools" / "run_notebooks.py"), "--out",
-                             str(tmp_path), "No_Such_Notebook"], capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(KIT_DIR / "tools" / "run_notebooks.py"),
+            "--out",
+            str(tmp_path),
+            "No_Such_Notebook",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode != 0
     assert "No_Such_Notebook" in result.stderr and "RNN_Captioning" in result.stderr
 
@@ -148,7 +189,8 @@ def _fake_kit(tmp_path, with_venv):
     fake_jupyter = '#!/usr/bin/env bash\necho "jupyter $* in $PWD"\n'
     (kit / "kit.sh").write_text(
         'echo "kit.sh $*"\nmkdir -p .venv/bin\n'
-        f"cat > .venv/bin/jupyter <<'EOF'\n{fake_jupyter}EOF\nchmod +x .venv/bin/jupyter\n")
+        f"cat > .venv/bin/jupyter <<'EOF'\n{fake_jupyter}EOF\nchmod +x .venv/bin/jupyter\n"
+    )
     if with_venv:
         (kit / ".venv" / "bin").mkdir(parents=True)
         (kit / ".venv" / "bin" / "jupyter").write_text(fake_jupyter)
@@ -160,8 +202,14 @@ def _fake_kit(tmp_path, with_venv):
 def test_start_ipython_osx_starts_jupyter_from_the_kit_venv(tmp_path, with_venv):
     kit = _fake_kit(tmp_path, with_venv)
     env = {**os.environ, "JUPYTER_APP": "notebook"}
-    result = subprocess.run(["bash", str(kit / "start_ipython_osx.sh"), "--no-browser"], cwd=tmp_path,
-                            capture_output=True, text=True, env=env, check=True)
+    result = subprocess.run(
+        ["bash", str(kit / "start_ipython_osx.sh"), "--no-browser"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
     lines = result.stdout.splitlines()
     assert lines[-1] == f"jupyter notebook --no-browser in {kit}"
     assert ("kit.sh setup" in lines) == (not with_venv)

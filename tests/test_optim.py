@@ -1,5 +1,6 @@
 """Tests of asgn3/optim.py: each rule's step, its state in config, dtypes, and that every rule minimizes
 a quadratic."""
+
 import numpy as np
 import pytest
 

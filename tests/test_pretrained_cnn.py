@@ -1,4 +1,5 @@
 """Tests of PretrainedCNN: gradients, forward in pieces, the weights file layout and its errors."""
+
 import h5py
 import numpy as np
 import pytest
@@ -11,8 +12,15 @@ from asgn3.classifiers.pretrained_cnn import (
 )
 from asgn3.gradient_check import eval_numerical_gradient, eval_numerical_gradient_array
 
-SMALL = dict(num_classes=4, input_size=8, num_filters=(3, 4), filter_sizes=(3, 3), strides=(2, 1),
-             pads=(1, 1), hidden_dim=5)
+SMALL = dict(
+    num_classes=4,
+    input_size=8,
+    num_filters=(3, 4),
+    filter_sizes=(3, 3),
+    strides=(2, 1),
+    pads=(1, 1),
+    hidden_dim=5,
+)
 
 
 def rel_error(x, y):

@@ -1,5 +1,6 @@
 """The student release: stubs instead of reference code, staff material left out, a kit that imports and
 whose notebooks stop at the first unimplemented function with a clear message."""
+
 import json
 import subprocess
 import sys
@@ -21,36 +22,52 @@ END = "    # *****END OF YOUR CODE*****"
 
 # -- stubbing a source ----------------------------------------------------------------------------------
 
+
 def test_a_region_becomes_pass_and_keeps_the_todo_and_markers():
-    source = "\n".join([
-        "def f(x):",
-        "    out, cache = None, None",
-        "    # TODO: compute out",
-        START,
-        "    out = 2 * x",
-        "    cache = x",
-        END,
-        "    return out, cache",
-        ""])
+    source = "\n".join(
+        [
+            "def f(x):",
+            "    out, cache = None, None",
+            "    # TODO: compute out",
+            START,
+            "    out = 2 * x",
+            "    cache = x",
+            END,
+            "    return out, cache",
+            "",
+        ]
+    )
     stub = stub_source(source)
-    assert stub == "\n".join([
-        "def f(x):", "    out, cache = None, None", "    # TODO: compute out", START, "    pass", END,
-        "    return out, cache", ""])
+    assert stub == "\n".join(
+        [
+            "def f(x):",
+            "    out, cache = None, None",
+            "    # TODO: compute out",
+            START,
+            "    pass",
+            END,
+            "    return out, cache",
+            "",
+        ]
+    )
     namespace = {}
     exec(stub, namespace)
     assert namespace["f"](3) == (None, None)
 
 
 def test_outputs_not_set_before_the_region_are_set_to_none():
-    source = "\n".join([
-        "def f(x, y):",
-        START,
-        "    total = x + y",
-        "    x = 2 * total",
-        "    helper = 1",
-        END,
-        "    return total, x",
-        ""])
+    source = "\n".join(
+        [
+            "def f(x, y):",
+            START,
+            "    total = x + y",
+            "    x = 2 * total",
+            "    helper = 1",
+            END,
+            "    return total, x",
+            "",
+        ]
+    )
     stub = stub_source(source)
     assert "    total = None" in stub  # read after END, assigned only inside: preset
     assert "    x = None" not in stub  # an argument: it already exists
@@ -61,45 +78,66 @@ def test_outputs_not_set_before_the_region_are_set_to_none():
 
 
 def test_regions_in_methods_loops_and_notebook_cells():
-    source = "\n".join([
-        "class Model:",
-        "    def sample(self, n):",
-        "        words = [0] * n",
-        "        for t in range(n):",
-        "            # *****START OF YOUR CODE*****",
-        "            word = t * 2",
-        "            words[t] = word",
-        "            # *****END OF YOUR CODE*****",
-        "        return words",
-        ""])
+    source = "\n".join(
+        [
+            "class Model:",
+            "    def sample(self, n):",
+            "        words = [0] * n",
+            "        for t in range(n):",
+            "            # *****START OF YOUR CODE*****",
+            "            word = t * 2",
+            "            words[t] = word",
+            "            # *****END OF YOUR CODE*****",
+            "        return words",
+            "",
+        ]
+    )
     stub = stub_source(source)
     assert "            pass\n" in stub and "word = t * 2" not in stub
     namespace = {}
     exec(stub, namespace)
     assert namespace["Model"]().sample(3) == [0, 0, 0]
-    notebook = {"cells": [
-        {"cell_type": "code", "source": ["%matplotlib inline\n", "# *****START OF YOUR CODE*****\n",
-                                         "answer = 42\n", "# *****END OF YOUR CODE*****\n", "print(answer)"],
-         "outputs": [{"output_type": "stream", "text": "42"}], "execution_count": 3},
-        {"cell_type": "markdown", "source": "# *****START OF YOUR CODE***** in markdown stays"}]}
+    notebook = {
+        "cells": [
+            {
+                "cell_type": "code",
+                "source": [
+                    "%matplotlib inline\n",
+                    "# *****START OF YOUR CODE*****\n",
+                    "answer = 42\n",
+                    "# *****END OF YOUR CODE*****\n",
+                    "print(answer)",
+                ],
+                "outputs": [{"output_type": "stream", "text": "42"}],
+                "execution_count": 3,
+            },
+            {"cell_type": "markdown", "source": "# *****START OF YOUR CODE***** in markdown stays"},
+        ]
+    }
     assert stub_notebook(notebook) == 1
     cell = notebook["cells"][0]
-    assert cell["source"] == ("%matplotlib inline\n# *****START OF YOUR CODE*****\npass\nanswer = None\n"
-                              "# *****END OF YOUR CODE*****\nprint(answer)")
+    assert cell["source"] == (
+        "%matplotlib inline\n# *****START OF YOUR CODE*****\npass\nanswer = None\n"
+        "# *****END OF YOUR CODE*****\nprint(answer)"
+    )
     assert cell["outputs"] == [] and cell["execution_count"] is None
 
 
-@pytest.mark.parametrize("lines, message", [
-    ([START, "    x = 1"], "without an END marker"),
-    (["    x = 1", END], "END marker without a START"),
-    ([START, START, END], "START marker inside the region"),
-])
+@pytest.mark.parametrize(
+    "lines, message",
+    [
+        ([START, "    x = 1"], "without an END marker"),
+        (["    x = 1", END], "END marker without a START"),
+        ([START, START, END], "START marker inside the region"),
+    ],
+)
 def test_broken_markers_are_named(lines, message):
     with pytest.raises(ValueError, match=message):
         stub_source("\n".join(["def f():", *lines, "    return 1", ""]), "broken.py")
 
 
 # -- the release of this checkout -------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def released(tmp_path_factory):
@@ -119,10 +157,21 @@ def test_staff_material_stays_out_and_the_kit_is_complete(released):
     tracked = set(kit_files())
     expected = {name for name in tracked if not name.startswith(("staff/", "tests/"))}
     assert expected <= files  # data scripts, shipped model, photos, notebooks, kit.sh, README, ...
-    for name in ["kit.sh", "README.md", "requirements.txt", "pyproject.toml", "setup.py",
-                 "collectSubmission.sh", "RNN_Captioning.ipynb", "LSTM_Captioning.ipynb",
-                 "ImageGradients.ipynb", "ImageGeneration.ipynb", "asgn3/rnn_layers.py",
-                 "asgn3/image_gradients.py", "asgn3/classifiers/rnn.py"]:
+    for name in [
+        "kit.sh",
+        "README.md",
+        "requirements.txt",
+        "pyproject.toml",
+        "setup.py",
+        "collectSubmission.sh",
+        "RNN_Captioning.ipynb",
+        "LSTM_Captioning.ipynb",
+        "ImageGradients.ipynb",
+        "ImageGeneration.ipynb",
+        "asgn3/rnn_layers.py",
+        "asgn3/image_gradients.py",
+        "asgn3/classifiers/rnn.py",
+    ]:
         assert (out / name).is_file(), name
     assert summary["regions"] >= 20
     with zipfile.ZipFile(summary["zip"]) as archive:
@@ -141,8 +190,11 @@ def reference_code_lines(released_files):
             continue
         path = KIT_DIR / name
         if name.endswith(".ipynb"):
-            texts = ["".join(cell["source"]) for cell in json.loads(path.read_text())["cells"]
-                     if cell["cell_type"] == "code"]
+            texts = [
+                "".join(cell["source"])
+                for cell in json.loads(path.read_text())["cells"]
+                if cell["cell_type"] == "code"
+            ]
         else:
             texts = [path.read_text()]
         for text in texts:
@@ -176,12 +228,15 @@ def test_every_released_region_is_a_stub(released):
         if name.endswith(".py"):
             text = (out / name).read_text()
             for region in find_regions(text, name):
-                body = [line.strip() for line in text.splitlines()[region.start + 1:region.end]]
+                body = [line.strip() for line in text.splitlines()[region.start + 1 : region.end]]
                 assert body[0] == "pass" and all(line.endswith(" = None") for line in body[1:]), (name, body)
                 count += 1
     assert count == summary["regions"] - sum(
-        len(find_regions("".join(c["source"]))) for nb in out.glob("*.ipynb")
-        for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code")
+        len(find_regions("".join(c["source"])))
+        for nb in out.glob("*.ipynb")
+        for c in json.loads(nb.read_text())["cells"]
+        if c["cell_type"] == "code"
+    )
 
 
 def test_released_notebooks_have_no_outputs(released):
@@ -211,8 +266,9 @@ print(len(names), rnn_step_forward(one((2, 3)), one((2, 4)), one((3, 4)), one((4
 
 def test_the_released_kit_imports_and_its_stubs_return_none(released):
     out, _ = released
-    result = subprocess.run([sys.executable, "-I", "-c", IMPORT_PROBE, str(out)], capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", IMPORT_PROBE, str(out)], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     count, values = result.stdout.split(" ", 1)
     assert int(count) >= 10
@@ -227,15 +283,19 @@ def test_a_released_notebook_stops_at_the_first_stub_saying_not_implemented(rele
     from nbclient.exceptions import CellExecutionError
 
     out, _ = released
-    for needed in ["datasets/default/coco_captioning", "datasets/default/tiny-imagenet-100-A",
-                   "datasets/pretrained/default_pretrained_model.h5"]:
+    for needed in [
+        "datasets/default/coco_captioning",
+        "datasets/default/tiny-imagenet-100-A",
+        "datasets/pretrained/default_pretrained_model.h5",
+    ]:
         assert (KIT_DIR / needed).exists(), f"{needed} is missing: run `bash kit.sh setup` first"
     default = out / "datasets" / "default"
     if not default.exists():
         default.symlink_to(KIT_DIR / "datasets" / "default")
     nb = nbformat.read(out / notebook, as_version=4)
-    client = NotebookClient(nb, timeout=300, kernel_name="python3",
-                            resources={"metadata": {"path": str(out)}})
+    client = NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(out)}}
+    )
     with pytest.raises(CellExecutionError) as error:
         client.execute()
     message = str(error.value)

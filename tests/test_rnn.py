@@ -2,6 +2,7 @@
 of the loss for both cell types, token handling, greedy decoding against an independent decoder, stopping
 after <END>, beam search (width 1 is greedy; a wide beam finds the exhaustive optimum) and temperature
 sampling."""
+
 import itertools
 
 import numpy as np
@@ -41,8 +42,8 @@ def reference_step(model, word, h, c):
     if model.cell_type == "rnn":
         h = np.tanh(a)
     else:
-        sig = 1 / (1 + np.exp(-a[..., :3 * H]))
-        i, f, o, g = sig[..., :H], sig[..., H:2 * H], sig[..., 2 * H:], np.tanh(a[..., 3 * H:])
+        sig = 1 / (1 + np.exp(-a[..., : 3 * H]))
+        i, f, o, g = sig[..., :H], sig[..., H : 2 * H], sig[..., 2 * H :], np.tanh(a[..., 3 * H :])
         c = f * c + i * g
         h = o * np.tanh(c)
     return log_softmax(h @ p["W_vocab"] + p["b_vocab"]), h, c
@@ -81,7 +82,7 @@ def caption_log_prob(model, feature, caption):
 def truncate_after_end(caption, end):
     """The words of a caption up to and including the first <END>."""
     caption = list(caption)
-    return caption[:caption.index(end) + 1] if end in caption else caption
+    return caption[: caption.index(end) + 1] if end in caption else caption
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -95,26 +96,42 @@ def test_parameters_follow_the_spec():
     for cell, k in (("rnn", 1), ("lstm", 4)):
         model = CaptioningRNN(VOCAB, input_dim=D, wordvec_dim=W, hidden_dim=H, cell_type=cell)
         p = model.params
-        shapes = {"W_embed": (9, W), "W_proj": (D, H), "b_proj": (H,), "Wx": (W, k * H), "Wh": (H, k * H),
-                  "b": (k * H,), "W_vocab": (H, 9), "b_vocab": (9,)}
+        shapes = {
+            "W_embed": (9, W),
+            "W_proj": (D, H),
+            "b_proj": (H,),
+            "Wx": (W, k * H),
+            "Wh": (H, k * H),
+            "b": (k * H,),
+            "W_vocab": (H, 9),
+            "b_vocab": (9,),
+        }
         assert {name: v.shape for name, v in p.items()} == shapes
         assert all(v.dtype == np.float32 for v in p.values())
         assert all(np.all(p[name] == 0) for name in ("b_proj", "b", "b_vocab"))
-        for name, std in (("W_embed", 0.01), ("W_proj", D**-0.5), ("Wx", W**-0.5), ("Wh", H**-0.5),
-                          ("W_vocab", H**-0.5)):
+        for name, std in (
+            ("W_embed", 0.01),
+            ("W_proj", D**-0.5),
+            ("Wx", W**-0.5),
+            ("Wh", H**-0.5),
+            ("W_vocab", H**-0.5),
+        ):
             assert p[name].std() == pytest.approx(std, rel=0.25), name
 
 
-@pytest.mark.parametrize("cell, feature_range, expected", [("rnn", (-1.5, 0.3), 9.83235591003),
-                                                           ("lstm", (-0.5, 1.7), 9.82445935443)])
+@pytest.mark.parametrize(
+    "cell, feature_range, expected",
+    [("rnn", (-1.5, 0.3), 9.83235591003), ("lstm", (-0.5, 1.7), 9.82445935443)],
+)
 def test_loss_matches_the_classic_kit(cell, feature_range, expected):
     # The classic notebooks' check: a vocabulary with non-contiguous indices and no <START>/<END>, every
     # parameter set by linspace; `expected` is the value those notebooks publish.
     N, D, W, H, T = 10, 20, 30, 40, 13
     word_to_idx = {"<NULL>": 0, "cat": 2, "dog": 3}
     V = len(word_to_idx)
-    model = CaptioningRNN(word_to_idx, input_dim=D, wordvec_dim=W, hidden_dim=H, cell_type=cell,
-                          dtype=np.float64)
+    model = CaptioningRNN(
+        word_to_idx, input_dim=D, wordvec_dim=W, hidden_dim=H, cell_type=cell, dtype=np.float64
+    )
     for k, v in model.params.items():
         model.params[k] = np.linspace(-1.4, 1.3, num=v.size).reshape(*v.shape)
     features = np.linspace(*feature_range, num=N * D).reshape(N, D)
@@ -136,8 +153,9 @@ def test_loss_gradients(cell):
     loss, grads = model.loss(features, captions)
     errors = {}
     for name in sorted(model.params):
-        numeric = eval_numerical_gradient(lambda _: model.loss(features, captions)[0], model.params[name],
-                                          verbose=False, h=1e-4)
+        numeric = eval_numerical_gradient(
+            lambda _: model.loss(features, captions)[0], model.params[name], verbose=False, h=1e-4
+        )
         errors[name] = rel_error(numeric, grads[name])
     print(f"{cell}: relative errors", {k: f"{e:.1e}" for k, e in errors.items()})
     # The loss is ~10, so centered differences carry a roundoff of eps * 10 / h ~ 1e-11: a relative error
@@ -189,8 +207,8 @@ def test_greedy_sample_matches_reference_and_stops_after_end(cell):
     stopped = 0
     for row, ref in zip(sampled, reference, strict=True):
         kept = truncate_after_end(ref, end)
-        assert list(row[:len(kept)]) == kept
-        assert np.all(row[len(kept):] == null)
+        assert list(row[: len(kept)]) == kept
+        assert np.all(row[len(kept) :] == null)
         stopped += len(kept) < 8
     print(f"{cell}: {stopped} of 40 rows stopped early")
     assert 0 < stopped < 40  # the check above saw both kinds of rows
@@ -206,7 +224,7 @@ def test_special_tokens_at_other_indices():
     reference = reference_greedy(model, features, 6)
     for row, ref in zip(sampled, reference, strict=True):
         kept = truncate_after_end(ref, word_to_idx["<END>"])
-        assert list(row[:len(kept)]) == kept and np.all(row[len(kept):] == word_to_idx["<NULL>"])
+        assert list(row[: len(kept)]) == kept and np.all(row[len(kept) :] == word_to_idx["<NULL>"])
 
 
 def test_vocabulary_without_start_or_end():
@@ -274,7 +292,7 @@ def test_wide_beam_finds_the_most_likely_caption(cell):
         assert found == pytest.approx(best, abs=1e-9)
         assert found >= caption_log_prob(model, features[n], truncate_after_end(greedy[n], end)) - 1e-9
         kept = truncate_after_end(beamed[n], end)
-        assert np.all(beamed[n, len(kept):] == 0)
+        assert np.all(beamed[n, len(kept) :] == 0)
 
 
 def test_beam_search_beats_or_ties_greedy_on_average():
@@ -283,10 +301,12 @@ def test_beam_search_beats_or_ties_greedy_on_average():
     end = VOCAB["<END>"]
     beamed = model.sample(features, max_length=6, beam_width=4)
     greedy = model.sample(features, max_length=6)
-    beam_lp = [caption_log_prob(model, f, truncate_after_end(c, end))
-               for f, c in zip(features, beamed, strict=True)]
-    greedy_lp = [caption_log_prob(model, f, truncate_after_end(c, end))
-                 for f, c in zip(features, greedy, strict=True)]
+    beam_lp = [
+        caption_log_prob(model, f, truncate_after_end(c, end)) for f, c in zip(features, beamed, strict=True)
+    ]
+    greedy_lp = [
+        caption_log_prob(model, f, truncate_after_end(c, end)) for f, c in zip(features, greedy, strict=True)
+    ]
     print(f"mean log-probability: beam {np.mean(beam_lp):.3f}, greedy {np.mean(greedy_lp):.3f}")
     assert np.mean(beam_lp) > np.mean(greedy_lp)
 
@@ -299,8 +319,9 @@ def test_temperature_sampling():
     assert np.array_equal(first, model.sample(features, max_length=5, temperature=1.0, seed=3))
     assert not np.array_equal(first, model.sample(features, max_length=5, temperature=1.0, seed=4))
     # a very low temperature is greedy decoding
-    assert np.array_equal(model.sample(features, max_length=5, temperature=1e-4, seed=0),
-                          model.sample(features, max_length=5))
+    assert np.array_equal(
+        model.sample(features, max_length=5, temperature=1e-4, seed=0), model.sample(features, max_length=5)
+    )
     # at temperature t the first word follows softmax(scores / t): compare frequencies over many draws
     one = np.repeat(features[:1], 20000, axis=0)
     h0, c0 = reference_initial_state(model, one[:1])

@@ -1,6 +1,7 @@
 """Tests of asgn3/rnn_layers.py: numeric gradient checks (float64) of every backward pass, forward passes
 against independent per-gate formulas, mask semantics of the temporal softmax loss, the stable sigmoid,
 and the ValueErrors for mismatched shapes."""
+
 import warnings
 
 import numpy as np
@@ -17,9 +18,13 @@ N, T, D, H, V = 3, 4, 5, 6, 7
 def weights(rng, gates):
     """Random x (N, T, D), h0 (N, H), Wx (D, gH), Wh (H, gH), b (gH,) in float64, at a scale where the
     nonlinearities are neither linear nor saturated."""
-    return (rng.standard_normal((N, T, D)), rng.standard_normal((N, H)),
-            0.5 * rng.standard_normal((D, gates * H)), 0.5 * rng.standard_normal((H, gates * H)),
-            0.5 * rng.standard_normal(gates * H))
+    return (
+        rng.standard_normal((N, T, D)),
+        rng.standard_normal((N, H)),
+        0.5 * rng.standard_normal((D, gates * H)),
+        0.5 * rng.standard_normal((H, gates * H)),
+        0.5 * rng.standard_normal(gates * H),
+    )
 
 
 def logistic(a):
@@ -150,8 +155,9 @@ def test_rnn_step_gradients_with_projected_input():
     dxw, dprev_h, dWx, dWh, db = rl.rnn_step_backward(dnext, cache)
     assert dWx is None
     for analytic, array in ((dxw, xw), (dprev_h, h0), (dWh, Wh), (db, b)):
-        numeric = eval_numerical_gradient_array(lambda _: rl.rnn_step_forward(xw, h0, None, Wh, b)[0],
-                                                array, dnext)
+        numeric = eval_numerical_gradient_array(
+            lambda _: rl.rnn_step_forward(xw, h0, None, Wh, b)[0], array, dnext
+        )
         assert rel_error(numeric, analytic) < GRAD_TOL
 
 

@@ -1,4 +1,5 @@
 """Tests of the TinyImageNet-format default (datasets/build_tiny_imagenet_default.py and item_render.py)."""
+
 import hashlib
 import sys
 
@@ -15,8 +16,11 @@ import item_render  # noqa: E402
 
 def tree_digest(folder):
     """Map every file under folder (relative path) to the SHA-256 of its bytes."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -28,13 +32,15 @@ def small_build(tmp_path_factory):
 
 
 def test_same_seed_gives_identical_bytes(small_build, tmp_path):
-    again = builder.build(tmp_path / "again", seed=5, train_per_class=60, val_per_class=10, test_per_class=10,
-                          verbose=False)
+    again = builder.build(
+        tmp_path / "again", seed=5, train_per_class=60, val_per_class=10, test_per_class=10, verbose=False
+    )
     first, second = tree_digest(small_build), tree_digest(again)
     assert len(first) == 10 * 60 + 10 * 10 * 2 + 10 + 2 + 2  # images, boxes files, wnids, words, annotations
     assert first == second
-    other = builder.build(tmp_path / "other", seed=6, train_per_class=60, val_per_class=10, test_per_class=10,
-                          verbose=False)
+    other = builder.build(
+        tmp_path / "other", seed=6, train_per_class=60, val_per_class=10, test_per_class=10, verbose=False
+    )
     assert tree_digest(other) != first
 
 
@@ -43,8 +49,9 @@ def test_loader_reads_the_classic_layout(small_build):
     assert data["X_train"].shape == (600, 3, 64, 64) and data["X_val"].shape == (100, 3, 64, 64)
     assert data["X_test"].shape == (100, 3, 64, 64)
     for split in ("train", "val", "test"):
-        assert np.array_equal(np.bincount(data[f"y_{split}"], minlength=10),
-                              np.full(10, 60 if split == "train" else 10))
+        assert np.array_equal(
+            np.bincount(data[f"y_{split}"], minlength=10), np.full(10, 60 if split == "train" else 10)
+        )
     assert data["class_names"][0][0] == "T-shirt" and data["class_names"][9][0] == "ankle boot"
     wnids = (small_build / "wnids.txt").read_text().split()
     assert len(wnids) == 10 and all(len(w) == 9 and w[0] == "n" and w[1:].isdigit() for w in wnids)
@@ -93,12 +100,17 @@ def test_item_contrasts_with_background():
     canvas = item_render.backgrounds(rng, n, 64, dark)
     before = canvas.copy()
     tints = item_render.hsv_to_rgb(rng.random(n), rng.random(n), np.where(dark, 0.85, 0.3))
-    boxes = item_render.paste_items(canvas, X_train[:n], tints, np.full(n, 10.0), np.full(n, 10.0),
-                                    np.full(n, 44.0))
+    boxes = item_render.paste_items(
+        canvas, X_train[:n], tints, np.full(n, 10.0), np.full(n, 10.0), np.full(n, 44.0)
+    )
     diff = np.abs(canvas - before).sum(axis=3)
     # The upper quartile of the change inside each box: the item's own pixels, whatever its shape.
-    box_change = np.array([np.percentile(d[y0:y1 + 1, x0:x1 + 1], 75)
-                           for d, (x0, y0, x1, y1) in zip(diff, boxes, strict=True)])
+    box_change = np.array(
+        [
+            np.percentile(d[y0 : y1 + 1, x0 : x1 + 1], 75)
+            for d, (x0, y0, x1, y1) in zip(diff, boxes, strict=True)
+        ]
+    )
     print("smallest changes under the items:", np.sort(box_change)[:5])
     assert np.all(box_change > 0.4)
     assert np.all((boxes[:, :2] >= 10) & (boxes[:, 2:] <= 54))

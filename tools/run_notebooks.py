@@ -10,6 +10,7 @@ A `--param NAME=VALUE` is set in a cell inserted right after the notebook's cell
 way papermill does it. After each notebook the script prints its run time and the checks it printed (see
 asgn3/notebook_checks.py); it exits non-zero when a cell raised or a check failed.
 """
+
 import argparse
 import ast
 import base64
@@ -36,8 +37,9 @@ def notebook_path(name):
     if not path.exists() and not path.is_absolute():
         path = KIT_DIR / path
     if not path.exists():
-        raise FileNotFoundError(f"notebook {name!r} not found (looked for {path}); the kit's notebooks are "
-                                f"{', '.join(NOTEBOOKS)}")
+        raise FileNotFoundError(
+            f"notebook {name!r} not found (looked for {path}); the kit's notebooks are {', '.join(NOTEBOOKS)}"
+        )
     return path
 
 
@@ -67,8 +69,13 @@ def parameter_names(nb):
     if index is None:
         return set()
     tree = ast.parse(nb.cells[index].source)
-    return {target.id for node in tree.body if isinstance(node, ast.Assign)
-            for target in node.targets if isinstance(target, ast.Name)}
+    return {
+        target.id
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
 
 
 def inject_parameters(nb, params):
@@ -79,7 +86,8 @@ def inject_parameters(nb, params):
     names = [name for name in params if name in parameter_names(nb)]
     if names:
         source = "# Parameters set by tools/run_notebooks.py\n" + "".join(
-            f"{name} = {params[name]!r}\n" for name in names)
+            f"{name} = {params[name]!r}\n" for name in names
+        )
         cell = nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]})
         nb.cells.insert(parameters_cell(nb) + 1, cell)
     return names
@@ -90,8 +98,10 @@ def check_parameters(paths, params):
     known = set().union(*(parameter_names(nbformat.read(p, as_version=4)) for p in paths))
     unknown = sorted(set(params) - known)
     if unknown:
-        raise ValueError(f"unknown parameter(s) {', '.join(unknown)}: the notebooks run define "
-                         f"{', '.join(sorted(known)) or 'no parameters'} in their 'parameters' cells")
+        raise ValueError(
+            f"unknown parameter(s) {', '.join(unknown)}: the notebooks run define "
+            f"{', '.join(sorted(known)) or 'no parameters'} in their 'parameters' cells"
+        )
 
 
 def execute_notebook(path, params=None, timeout=1800, cwd=None):
@@ -111,8 +121,9 @@ def execute_notebook(path, params=None, timeout=1800, cwd=None):
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
     inject_parameters(nb, params or {})
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                            resources={"metadata": {"path": str(cwd or path.parent)}})
+    client = NotebookClient(
+        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd or path.parent)}}
+    )
     start = time.perf_counter()
     error = None
     try:
@@ -163,11 +174,16 @@ def run(names, out_dir, params=None, timeout=1800, figures=False, cwd=None):
         checks = parse_checks(printed_text(nb))
         failed = [c for c in checks if not c.passed]
         status = "raised an error" if error else ("FAILED checks" if failed else "ok")
-        print(f"  {path.name}: {status} in {seconds:.0f} s, {len(checks)} checks, {len(failed)} failed "
-              f"-> {out_path}", flush=True)
+        print(
+            f"  {path.name}: {status} in {seconds:.0f} s, {len(checks)} checks, {len(failed)} failed "
+            f"-> {out_path}",
+            flush=True,
+        )
         for check in failed:
-            print(f"  failed check: {check.name}: {check.quantity} {check.value:g} "
-                  f"(should be {check.relation} {check.bound:g})")
+            print(
+                f"  failed check: {check.name}: {check.quantity} {check.value:g} "
+                f"(should be {check.relation} {check.bound:g})"
+            )
         if error:
             print("  " + str(error).strip().splitlines()[-1])
         if figures:
@@ -180,11 +196,20 @@ def run(names, out_dir, params=None, timeout=1800, figures=False, cwd=None):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("notebooks", nargs="*", default=list(NOTEBOOKS),
-                        help=f"notebooks to run (default: all of {', '.join(NOTEBOOKS)})")
+    parser.add_argument(
+        "notebooks",
+        nargs="*",
+        default=list(NOTEBOOKS),
+        help=f"notebooks to run (default: all of {', '.join(NOTEBOOKS)})",
+    )
     parser.add_argument("--out", default="output", help="folder for the executed copies (default: output)")
-    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                        help="set a parameter of the notebooks' 'parameters' cell, e.g. TRAIN_FULL=True")
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set a parameter of the notebooks' 'parameters' cell, e.g. TRAIN_FULL=True",
+    )
     parser.add_argument("--timeout", type=int, default=1800, help="seconds allowed per cell (default 1800)")
     parser.add_argument("--figures", action="store_true", help="also save every figure as a PNG")
     parser.add_argument("--cwd", default=None, help="the kernels' working directory (default: the kit)")

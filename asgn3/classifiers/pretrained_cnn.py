@@ -20,6 +20,7 @@ Weights file layout (HDF5), with L conv blocks:
   attributes `strides`, `pads`, `input_size` (written by `save_weights`; optional when reading)
 The loader takes W{L+1} and W{L+2} in either orientation (for a square matrix the stored one is assumed).
 """
+
 import h5py
 import numpy as np
 
@@ -45,7 +46,8 @@ def _open_weights(h5_file):
     except FileNotFoundError:
         raise FileNotFoundError(
             f"weights file {h5_file} not found: run datasets/get_pretrained_model.sh for the classic "
-            f"model, or use asgn3.data_paths.pretrained_model_path() for the one that is present") from None
+            f"model, or use asgn3.data_paths.pretrained_model_path() for the one that is present"
+        ) from None
 
 
 def read_architecture(h5_file):
@@ -64,16 +66,19 @@ def read_architecture(h5_file):
         while f"W{depth + 1}" in f and f[f"W{depth + 1}"].ndim == 4:
             depth += 1
         if depth == 0:
-            raise ValueError(f"{h5_file}: expected conv filters W1, W2, ... of shape (F, C, k, k); found "
-                             f"none (keys: {sorted(f.keys())})")
+            raise ValueError(
+                f"{h5_file}: expected conv filters W1, W2, ... of shape (F, C, k, k); found "
+                f"none (keys: {sorted(f.keys())})"
+            )
         shapes = [f[f"W{i}"].shape for i in range(1, depth + 1)]
         for i, shape in enumerate(shapes, start=1):
             if shape[2] != shape[3]:
                 raise ValueError(f"{h5_file}: W{i} must hold square filters (F, C, k, k); got {shape}")
         for key in (f"b{depth + 1}", f"b{depth + 2}"):
             if key not in f:
-                raise ValueError(f"{h5_file}: key {key!r} is missing: the affine layers after {depth} conv "
-                                 f"blocks need it")
+                raise ValueError(
+                    f"{h5_file}: key {key!r} is missing: the affine layers after {depth} conv blocks need it"
+                )
         strides = f.attrs.get("strides")
         pads = f.attrs.get("pads")
         input_size = f.attrs.get("input_size")
@@ -87,9 +92,11 @@ def read_architecture(h5_file):
         }
     if strides is None or pads is None:
         if depth != len(CLASSIC_STRIDES):
-            raise ValueError(f"{h5_file}: has {depth} conv blocks but no 'strides'/'pads' attributes; only "
-                             f"the classic {len(CLASSIC_STRIDES)}-block file may omit them (save_weights "
-                             f"writes them)")
+            raise ValueError(
+                f"{h5_file}: has {depth} conv blocks but no 'strides'/'pads' attributes; only "
+                f"the classic {len(CLASSIC_STRIDES)}-block file may omit them (save_weights "
+                f"writes them)"
+            )
         strides, pads = CLASSIC_STRIDES, CLASSIC_PADS
     arch["strides"] = tuple(int(s) for s in strides)
     arch["pads"] = tuple(int(p) for p in pads)
@@ -104,10 +111,20 @@ class PretrainedCNN:
     self.bn_params[i]['running_mean'] and ['running_var'] (one dict per batchnorm layer).
     """
 
-    def __init__(self, dtype=np.float32, num_classes=100, input_size=64, h5_file=None,
-                 num_filters=CLASSIC_NUM_FILTERS, filter_sizes=CLASSIC_FILTER_SIZES,
-                 strides=CLASSIC_STRIDES, pads=CLASSIC_PADS, hidden_dim=CLASSIC_HIDDEN_DIM,
-                 in_channels=3, seed=None):
+    def __init__(
+        self,
+        dtype=np.float32,
+        num_classes=100,
+        input_size=64,
+        h5_file=None,
+        num_filters=CLASSIC_NUM_FILTERS,
+        filter_sizes=CLASSIC_FILTER_SIZES,
+        strides=CLASSIC_STRIDES,
+        pads=CLASSIC_PADS,
+        hidden_dim=CLASSIC_HIDDEN_DIM,
+        in_channels=3,
+        seed=None,
+    ):
         """
         Build the network, with random weights or with the weights of h5_file.
 
@@ -134,8 +151,10 @@ class PretrainedCNN:
         lengths = {len(num_filters), len(filter_sizes), len(strides), len(pads)}
         if len(lengths) != 1 or 0 in lengths:
             found = [len(num_filters), len(filter_sizes), len(strides), len(pads)]
-            raise ValueError(f"num_filters, filter_sizes, strides and pads need one entry per conv block; "
-                             f"got lengths {found}")
+            raise ValueError(
+                f"num_filters, filter_sizes, strides and pads need one entry per conv block; "
+                f"got lengths {found}"
+            )
         self.dtype = dtype
         self.num_classes = int(num_classes)
         self.input_size = int(input_size)
@@ -164,8 +183,10 @@ class PretrainedCNN:
             try:
                 _, _, size, _ = conv_output_shape((1, channels, size, size), (f, channels, k, k), (f,), cp)
             except ValueError as err:
-                raise ValueError(f"input_size={self.input_size} is too small for these convolutions, after "
-                                 f"spatial sizes {sizes}: {err}") from err
+                raise ValueError(
+                    f"input_size={self.input_size} is too small for these convolutions, after "
+                    f"spatial sizes {sizes}: {err}"
+                ) from err
             sizes.append(size)
             channels = f
         return sizes
@@ -179,8 +200,14 @@ class PretrainedCNN:
             prev = f
         h, c = self.num_conv + 1, self.num_conv + 2
         fan_in = prev * self.feature_sizes[-1] ** 2
-        shapes.update({f"W{h}": (fan_in, self.hidden_dim), f"b{h}": (self.hidden_dim,),
-                       f"gamma{h}": (self.hidden_dim,), f"beta{h}": (self.hidden_dim,)})
+        shapes.update(
+            {
+                f"W{h}": (fan_in, self.hidden_dim),
+                f"b{h}": (self.hidden_dim,),
+                f"gamma{h}": (self.hidden_dim,),
+                f"beta{h}": (self.hidden_dim,),
+            }
+        )
         shapes.update({f"W{c}": (self.hidden_dim, self.num_classes), f"b{c}": (self.num_classes,)})
         return shapes
 
@@ -223,8 +250,10 @@ class PretrainedCNN:
                 if self._is_stored_transposed(key) and value.shape == shape[::-1]:
                     value = value.T
                 elif value.shape != shape:
-                    raise ValueError(f"{h5_file}: key {key!r} has shape {value.shape}, expected {shape}"
-                                     + (f" or {shape[::-1]}" if self._is_stored_transposed(key) else ""))
+                    raise ValueError(
+                        f"{h5_file}: key {key!r} has shape {value.shape}, expected {shape}"
+                        + (f" or {shape[::-1]}" if self._is_stored_transposed(key) else "")
+                    )
                 if verbose:
                     print(key, value.shape)
                 values[key] = np.ascontiguousarray(value, dtype=self.dtype)
@@ -255,8 +284,10 @@ class PretrainedCNN:
         start = 0 if start is None else int(start)
         end = self.num_layers - 1 if end is None else int(end)
         if not 0 <= start <= end < self.num_layers:
-            raise ValueError(f"layers must satisfy 0 <= start <= end <= {self.num_layers - 1}; "
-                             f"got start={start}, end={end}")
+            raise ValueError(
+                f"layers must satisfy 0 <= start <= end <= {self.num_layers - 1}; "
+                f"got start={start}, end={end}"
+            )
         return start, end
 
     def _check_input(self, X, start):
@@ -264,19 +295,23 @@ class PretrainedCNN:
         if start < self.num_conv:
             channels = self.in_channels if start == 0 else self.num_filters[start - 1]
             if X.ndim != 4 or X.shape[1] != channels:
-                raise ValueError(f"layer {start} (conv) expects X of shape (N, {channels}, H, W); "
-                                 f"got {X.shape}")
+                raise ValueError(
+                    f"layer {start} (conv) expects X of shape (N, {channels}, H, W); got {X.shape}"
+                )
             return
         fan_in = self.params[f"W{start + 1}"].shape[0]
         if X.ndim < 2 or int(np.prod(X.shape[1:])) != fan_in:
             hint = ""
             if start == self.num_conv:
                 side = self.feature_sizes[-1]
-                hint = (f" such as (N, {self.num_filters[-1]}, {side}, {side}) from a {self.input_size}x"
-                        f"{self.input_size} image; the affine layers need input_size images, run only the "
-                        f"conv layers (end <= {self.num_conv - 1}) on other sizes")
-            raise ValueError(f"layer {start} (affine) expects N inputs of {fan_in} values{hint}; "
-                             f"got {X.shape}")
+                hint = (
+                    f" such as (N, {self.num_filters[-1]}, {side}, {side}) from a {self.input_size}x"
+                    f"{self.input_size} image; the affine layers need input_size images, run only the "
+                    f"conv layers (end <= {self.num_conv - 1}) on other sizes"
+                )
+            raise ValueError(
+                f"layer {start} (affine) expects N inputs of {fan_in} values{hint}; got {X.shape}"
+            )
 
     def forward(self, X, start=None, end=None, mode="test"):
         """
@@ -307,13 +342,15 @@ class PretrainedCNN:
             if i < self.num_conv:
                 bn_param = self.bn_params[i]
                 bn_param["mode"] = mode
-                out, cache = conv_bn_relu_forward(out, p[f"W{n}"], p[f"b{n}"], p[f"gamma{n}"], p[f"beta{n}"],
-                                                  self.conv_params[i], bn_param)
+                out, cache = conv_bn_relu_forward(
+                    out, p[f"W{n}"], p[f"b{n}"], p[f"gamma{n}"], p[f"beta{n}"], self.conv_params[i], bn_param
+                )
             elif i == self.num_conv:
                 bn_param = self.bn_params[i]
                 bn_param["mode"] = mode
-                out, cache = affine_bn_relu_forward(out, p[f"W{n}"], p[f"b{n}"], p[f"gamma{n}"],
-                                                    p[f"beta{n}"], bn_param)
+                out, cache = affine_bn_relu_forward(
+                    out, p[f"W{n}"], p[f"b{n}"], p[f"gamma{n}"], p[f"beta{n}"], bn_param
+                )
             else:
                 out, cache = affine_forward(out, p[f"W{n}"], p[f"b{n}"])
             caches.append(cache)

@@ -1,4 +1,5 @@
 """CaptioningRNN: generate captions from image features with a vanilla RNN or an LSTM."""
+
 import numpy as np
 
 from asgn3.layers import affine_backward, affine_forward
@@ -30,8 +31,9 @@ class CaptioningRNN:
     Note that we don't use any regularization for the CaptioningRNN.
     """
 
-    def __init__(self, word_to_idx, input_dim=512, wordvec_dim=128, hidden_dim=128, cell_type="rnn",
-                 dtype=np.float32):
+    def __init__(
+        self, word_to_idx, input_dim=512, wordvec_dim=128, hidden_dim=128, cell_type="rnn", dtype=np.float32
+    ):
         """
         Construct a new CaptioningRNN instance.
 
@@ -49,8 +51,10 @@ class CaptioningRNN:
         if cell_type not in CELL_TYPES:
             raise ValueError(f"cell_type must be one of {CELL_TYPES}, got {cell_type!r}")
         if "<NULL>" not in word_to_idx:
-            raise ValueError(f"word_to_idx must contain '<NULL>' (the padding word), got a vocabulary of "
-                             f"{len(word_to_idx)} words without it")
+            raise ValueError(
+                f"word_to_idx must contain '<NULL>' (the padding word), got a vocabulary of "
+                f"{len(word_to_idx)} words without it"
+            )
         indices = list(word_to_idx.values())
         if min(indices) < 0 or len(set(indices)) != len(indices):
             raise ValueError("word_to_idx must map each word to its own non-negative index")
@@ -91,8 +95,9 @@ class CaptioningRNN:
         features = np.asarray(features, dtype=self.dtype)
         D = self.params["W_proj"].shape[0]
         if features.ndim != 2 or features.shape[1] != D:
-            raise ValueError(f"expected features of shape (N, D) with D={D} (the model's input_dim), "
-                             f"got {features.shape}")
+            raise ValueError(
+                f"expected features of shape (N, D) with D={D} (the model's input_dim), got {features.shape}"
+            )
         return features
 
     def loss(self, features, captions):
@@ -112,8 +117,10 @@ class CaptioningRNN:
         features = self._check_features(features)
         captions = np.asarray(captions)
         if captions.ndim != 2 or captions.shape[0] != features.shape[0] or captions.shape[1] < 2:
-            raise ValueError(f"expected captions of shape (N, T + 1) with N={features.shape[0]} (as "
-                             f"features) and T + 1 >= 2, got {captions.shape}")
+            raise ValueError(
+                f"expected captions of shape (N, T + 1) with N={features.shape[0]} (as "
+                f"features) and T + 1 >= 2, got {captions.shape}"
+            )
 
         # Cut captions into two pieces: captions_in has everything but the last word and will be input
         # to the RNN; captions_out has everything but the first word and this is what we will expect
@@ -210,8 +217,10 @@ class CaptioningRNN:
         """
         features = self._check_features(features)
         if self._start is None:
-            raise ValueError("sampling needs a '<START>' word in word_to_idx to begin each caption; this "
-                             "vocabulary has none: add it and train the model with it")
+            raise ValueError(
+                "sampling needs a '<START>' word in word_to_idx to begin each caption; this "
+                "vocabulary has none: add it and train the model with it"
+            )
         if not isinstance(max_length, int | np.integer) or max_length < 1:
             raise ValueError(f"max_length must be a positive integer, got {max_length!r}")
         if not isinstance(beam_width, int | np.integer) or beam_width < 1:
