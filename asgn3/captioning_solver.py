@@ -18,22 +18,19 @@ with its own copy of the optimizer config. After every epoch the learning rate i
 ten times a run by default) the validation loss and BLEU are measured on capped subsets of the validation
 split and the best parameters so far are kept in `best_params`. A new solver continues a run exactly
 where it stopped with `load_checkpoint(path)` then `train()`.
+
+The loop itself is the kit's one training loop, asgn3.trainer.Trainer; this class hands it the caption
+minibatches and hangs the learning-rate decay, the validation and the checkpoints on its epoch callbacks.
 """
 
-import json
-import os
-from pathlib import Path
-
 import numpy as np
-from tqdm.auto import tqdm
 
-from asgn3 import optim
 from asgn3.caption_metrics import bleu_scores
+from asgn3.checkpoint import load_checkpoint, save_checkpoint
 from asgn3.coco_utils import decode_captions, sample_coco_minibatch
+from asgn3.trainer import UPDATE_RULES, Progress, Trainer, decay_learning_rate
 
-UPDATE_RULES = ("sgd", "sgd_momentum", "rmsprop", "adam")
 BEST_BY = ("val_loss", "bleu4")
-CHECKPOINT_VERSION = 1
 
 
 class CaptioningSolver:
@@ -120,7 +117,6 @@ class CaptioningSolver:
             raise ValueError(
                 f"expected batch_size >= 1 and num_epochs >= 0, got {self.batch_size} and {self.num_epochs}"
             )
-        self.update = getattr(optim, self.update_rule)
         if seed is None:
             seed = int(np.random.randint(2**31 - 1))
         self.rng = np.random.default_rng(seed)
@@ -128,34 +124,34 @@ class CaptioningSolver:
         self._reset()
 
     def _reset(self):
-        """Set up the bookkeeping of a fresh run (load_checkpoint replaces it by a saved one)."""
-        self.epoch = 0
-        self.iteration = 0
-        self.loss_history = []
+        """Set up a fresh run: its trainer with the per-epoch callbacks, and the validation bookkeeping."""
+        self.trainer = Trainer(self.model, self.update_rule, self.optim_config)
+        self.progress = Progress(self.verbose, self.print_every)
+        self.trainer.add_callback("on_epoch_end", decay_learning_rate(self.lr_decay))
+        self.trainer.add_callback("on_epoch_end", self._validate_when_due)
+        self.trainer.add_callback("on_epoch_end", self._checkpoint)
+        self.progress.attach(self.trainer)
         self.val_epochs = []
         self.val_loss_history = []
         self.val_bleu_history = []
         self.best_score = None
         self.best_params = {k: v.copy() for k, v in self.model.params.items()}
-        self.optim_configs = {p: dict(self.optim_config) for p in self.model.params}
+
+    # The run's counters and optimizer state live in the trainer; these are the classic names for them.
+    epoch = property(lambda self: self.trainer.epoch)
+    iteration = property(lambda self: self.trainer.iteration)
+    loss_history = property(lambda self: self.trainer.loss_history)
+    optim_configs = property(lambda self: self.trainer.optim_configs)
 
     # -- Training ---------------------------------------------------------------------------------------
 
-    def _step(self):
-        """Make a single gradient update on a random minibatch; record its loss."""
-        captions, features, _ = sample_coco_minibatch(
-            self.data, batch_size=self.batch_size, split="train", rng=self.rng
-        )
-        loss, grads = self.model.loss(features, captions)
-        if not np.isfinite(loss):
-            rate = self.optim_configs[next(iter(self.optim_configs))].get("learning_rate")
-            raise FloatingPointError(
-                f"loss became {loss} at iteration {self.iteration + 1}: lower the learning rate (now {rate})"
+    def _minibatches(self):
+        """Random minibatches of training captions, drawn with replacement: (features, captions) forever."""
+        while True:
+            captions, features, _ = sample_coco_minibatch(
+                self.data, batch_size=self.batch_size, split="train", rng=self.rng
             )
-        self.loss_history.append(float(loss))
-        for p, w in self.model.params.items():
-            next_w, self.optim_configs[p] = self.update(w, grads[p], self.optim_configs[p])
-            self.model.params[p] = next_w.astype(w.dtype, copy=False)
+            yield features, captions
 
     def iterations_per_epoch(self):
         """The number of minibatches in one epoch: training captions // batch_size, at least 1."""
@@ -166,31 +162,19 @@ class CaptioningSolver:
         Run optimization until num_epochs epochs are done (continuing a loaded checkpoint's run).
         """
         per_epoch = self.iterations_per_epoch()
-        num_iterations = self.num_epochs * per_epoch
-        bar = tqdm(total=num_iterations, initial=self.iteration, disable=not self.verbose, desc="training")
-        while self.iteration < num_iterations:
-            self._step()
-            self.iteration += 1
-            bar.update(1)
-            if self.verbose and (self.iteration - 1) % self.print_every == 0:
-                bar.write(f"(Iteration {self.iteration} / {num_iterations}) loss: {self.loss_history[-1]:f}")
-            if self.iteration % per_epoch == 0:
-                self._end_epoch(bar)
-        bar.close()
+        self.trainer.run(self._minibatches(), self.num_epochs * per_epoch, per_epoch)
 
-    def _end_epoch(self, bar):
-        """Decay the learning rate, validate when due, checkpoint."""
-        self.epoch += 1
-        for config in self.optim_configs.values():
-            if "learning_rate" in config:
-                config["learning_rate"] *= self.lr_decay
+    def _validate_when_due(self, trainer):
+        """Validate every val_every epochs (None: about ten times a run) and after the last epoch."""
         every = self.val_every or max(1, self.num_epochs // 10)
         if self.epoch % every == 0 or self.epoch == self.num_epochs:
-            self._validate(bar)
+            self._validate()
+
+    def _checkpoint(self, trainer):
         if self.checkpoint_path is not None:
             self.save_checkpoint(self.checkpoint_path)
 
-    def _validate(self, bar):
+    def _validate(self):
         """Measure validation loss and BLEU, keep the best params, print the epoch's line."""
         val_loss = self.validation_loss() if self._wanted(self.num_val_captions) else None
         bleu = None
@@ -215,7 +199,7 @@ class CaptioningSolver:
                 parts.append(f"val loss {val_loss:.4f}")
             if bleu is not None:
                 parts.append("val " + " ".join(f"BLEU-{n} {bleu[f'bleu{n}']:.3f}" for n in range(1, 5)))
-            bar.write(f"(Epoch {self.epoch} / {self.num_epochs}) " + ", ".join(parts))
+            self.progress.write(f"(Epoch {self.epoch} / {self.num_epochs}) " + ", ".join(parts))
 
     def _wanted(self, count):
         """Whether a validation measure is asked for (count None or > 0) and the data has a val split."""
@@ -293,26 +277,12 @@ class CaptioningSolver:
     def save_checkpoint(self, path):
         """
         Save everything needed to continue this run: params, best params, optimizer state, histories,
-        epoch, iteration and the random generator's state, in one .npz file (written atomically).
+        epoch, iteration and the random generator's state, in one .npz file (layout in asgn3/checkpoint.py).
 
         Inputs:
         - path: file to write (a .npz file; its folder is created if needed)
         """
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        arrays = {}
-        scalars = {}
-        for p, w in self.model.params.items():
-            arrays[f"params/{p}"] = w
-            arrays[f"best_params/{p}"] = self.best_params[p]
-            scalars[p] = {}
-            for k, v in self.optim_configs[p].items():
-                if isinstance(v, np.ndarray):
-                    arrays[f"optim/{p}/{k}"] = v
-                else:
-                    scalars[p][k] = v.item() if isinstance(v, np.generic) else v
         state = {
-            "version": CHECKPOINT_VERSION,
             "update_rule": self.update_rule,
             "batch_size": self.batch_size,
             "epoch": self.epoch,
@@ -322,14 +292,9 @@ class CaptioningSolver:
             "val_epochs": self.val_epochs,
             "val_loss_history": self.val_loss_history,
             "val_bleu_history": self.val_bleu_history,
-            "optim_scalars": scalars,
             "rng_state": self.rng.bit_generator.state,
         }
-        arrays["state"] = np.array(json.dumps(state))
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
+        save_checkpoint(path, self.model.params, self.best_params, self.optim_configs, state)
 
     def load_checkpoint(self, path):
         """
@@ -338,50 +303,20 @@ class CaptioningSolver:
         Inputs:
         - path: the .npz file written by save_checkpoint
         """
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"checkpoint {path} not found: pass the checkpoint_path of an earlier run"
-            )
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-        if "state" not in arrays:
-            raise ValueError(f"{path} is not a CaptioningSolver checkpoint (it has no 'state' entry)")
-        state = json.loads(str(arrays["state"]))
-        if state.get("version") != CHECKPOINT_VERSION:
-            raise ValueError(
-                f"{path} has checkpoint version {state.get('version')}, expected "
-                f"{CHECKPOINT_VERSION}: it was written by another version of the kit"
-            )
+        saved = load_checkpoint(path, self.model.params)
+        state = saved["state"]
         for option in ("update_rule", "batch_size"):
             if state[option] != getattr(self, option):
                 raise ValueError(
                     f"{path} was saved with {option}={state[option]!r} but this solver has "
                     f"{getattr(self, option)!r}: use the same value to continue the run"
                 )
-        saved = {k.split("/", 1)[1] for k in arrays if k.startswith("params/")}
-        if saved != set(self.model.params):
-            raise ValueError(
-                f"{path} holds params {sorted(saved)} but the model has "
-                f"{sorted(self.model.params)}: build the same model to continue the run"
-            )
-        for p, w in self.model.params.items():
-            if arrays[f"params/{p}"].shape != w.shape:
-                raise ValueError(
-                    f"{path}: param {p} has shape {arrays[f'params/{p}'].shape} but the "
-                    f"model's is {w.shape}: build the same model to continue the run"
-                )
-        for p, w in self.model.params.items():
-            self.model.params[p] = arrays[f"params/{p}"].astype(w.dtype)
-            self.best_params[p] = arrays[f"best_params/{p}"].astype(w.dtype)
-        self.optim_configs = {p: dict(state["optim_scalars"][p]) for p in self.model.params}
-        for k, v in arrays.items():
-            if k.startswith("optim/"):
-                _, p, name = k.split("/", 2)
-                self.optim_configs[p][name] = v
-        self.epoch, self.iteration = state["epoch"], state["iteration"]
+        self.model.params.update(saved["params"])
+        self.best_params = saved["best_params"]
+        self.trainer.optim_configs = saved["optim_configs"]
+        self.trainer.epoch, self.trainer.iteration = state["epoch"], state["iteration"]
+        self.trainer.loss_history = list(state["loss_history"])
         self.best_score = state["best_score"]
-        self.loss_history = list(state["loss_history"])
         self.val_epochs = list(state["val_epochs"])
         self.val_loss_history = list(state["val_loss_history"])
         self.val_bleu_history = list(state["val_bleu_history"])
