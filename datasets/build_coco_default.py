@@ -9,7 +9,7 @@ values; it keeps where things are), the PCA feature its projection on the 512 pr
 training features. The files follow the classic COCO captioning layout (see asgn3/coco_utils.py), plus
 `<split>2014_scenes.json` describing every scene and `images/<split>2014/*.jpg`, which the url files point at.
 
-Usage: python datasets/build_coco_default.py [--out DIR] [--seed S] [--random-model]
+Usage: python -m datasets.build_coco_default [--out DIR] [--seed S] [--random-model]
 """
 
 import argparse
@@ -18,14 +18,14 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from caption_grammar import CELL_NAMES, COLOUR_NAMES, COLOURS, NOUNS, WORDS, describe
-from fashion_mnist import load_fashion_mnist
-from item_render import backgrounds, paste_items, save_jpegs, to_uint8
 
 from asgn3.classifiers.pretrained_cnn import PretrainedCNN
 from asgn3.coco_utils import SPECIAL_TOKENS, save_coco_data
 from asgn3.data_paths import DEFAULT_COCO_DIR, DEFAULT_PRETRAINED_MODEL, DEFAULT_TINY_IMAGENET_DIR
 from asgn3.data_utils import load_tiny_imagenet
+from datasets.caption_grammar import CELL_NAMES, COLOUR_NAMES, COLOURS, NOUNS, WORDS, describe
+from datasets.fashion_mnist import load_fashion_mnist
+from datasets.item_render import backgrounds, paste_items, save_jpegs, to_uint8
 
 SEED = 2014
 NUM_TRAIN, NUM_VAL = 10000, 1000
@@ -270,7 +270,7 @@ def load_model_and_mean(
     Returns a tuple (model, mean_image (3, 64, 64) float32).
     """
     if random_model:
-        from train_default_model import HIDDEN_DIM, NUM_FILTERS
+        from datasets.train_default_model import HIDDEN_DIM, NUM_FILTERS
 
         model = PretrainedCNN(num_classes=10, num_filters=NUM_FILTERS, hidden_dim=HIDDEN_DIM, seed=0)
     else:

@@ -8,7 +8,7 @@
 Each folder keeps a stamp: a digest of the seed, the sizes and the builders' source code (and for the
 COCO default also the model's checksum, the TinyImageNet stamp and the folder's absolute path, which its
 url files contain). A build is skipped when its stamp matches. `--force` rebuilds anyway.
-Usage: python datasets/build_defaults.py [--force]
+Usage: python -m datasets.build_defaults [--force]
 """
 
 import argparse
@@ -17,11 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-import build_coco_default
-import build_tiny_imagenet_default
-from train_default_model import read_checksum, sha256_of
-
 from asgn3.data_paths import DEFAULT_COCO_DIR, DEFAULT_PRETRAINED_MODEL, DEFAULT_TINY_IMAGENET_DIR
+from datasets import build_coco_default, build_tiny_imagenet_default
+from datasets.checksum import read_checksum, sha256_of
 
 HERE = Path(__file__).resolve().parent
 STAMP = ".build-stamp"
@@ -42,7 +40,7 @@ def verified_model_checksum(model_file=DEFAULT_PRETRAINED_MODEL):
     if not model_file.is_file():
         raise FileNotFoundError(
             f"{model_file} is missing: it is part of the kit (git checkout it), or "
-            f"retrain it with `python datasets/train_default_model.py`"
+            f"retrain it with `python -m datasets.train_default_model`"
         )
     digest, recorded = sha256_of(model_file), read_checksum(model_file)
     if digest != recorded:
@@ -106,4 +104,4 @@ if __name__ == "__main__":
     try:
         main()
     except (FileNotFoundError, ValueError) as err:
-        sys.exit(f"build_defaults.py: {err}")
+        sys.exit(f"datasets.build_defaults: {err}")

@@ -9,7 +9,7 @@ asgn3/data_utils.py): wnids.txt, words.txt, train/<wnid>/images/*.JPEG with trai
 val/images/ with val/val_annotations.txt, test/images/ with test/test_annotations.txt.
 
 The output depends only on the seed and the sizes: building twice gives identical bytes.
-Usage: python datasets/build_tiny_imagenet_default.py [--out DIR] [--train-per-class N] [--seed S]
+Usage: python -m datasets.build_tiny_imagenet_default [--out DIR] [--train-per-class N] [--seed S]
 """
 
 import argparse
@@ -17,8 +17,9 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from fashion_mnist import load_fashion_mnist
-from item_render import backgrounds, hsv_to_rgb, paste_items, save_jpegs, to_uint8
+
+from datasets.fashion_mnist import load_fashion_mnist
+from datasets.item_render import backgrounds, hsv_to_rgb, paste_items, save_jpegs, to_uint8
 
 IMAGE_SIZE = 64
 SEED = 231

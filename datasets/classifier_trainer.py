@@ -1,8 +1,8 @@
-"""Train an image classifier with minibatch gradient descent, built from the kit's own pieces.
+"""Train an image classifier with the kit's training loop (asgn3.trainer); it trained the shipped CNN.
 
 Usage (the model needs `params`, a dict of arrays, and a loss function; PretrainedCNN has both):
 
-    from asgn3.classifier_trainer import ClassifierTrainer, random_flips
+    from datasets.classifier_trainer import ClassifierTrainer, random_flips
     from asgn3.classifiers.pretrained_cnn import PretrainedCNN
 
     model = PretrainedCNN(num_classes=10, num_filters=(16, 32, 64), filter_sizes=(5, 3, 3),
@@ -21,16 +21,16 @@ set) and cast to the dtype of the model's parameters, so X may be float32 or eve
 After every epoch the learning rate is multiplied by lr_decay and the accuracy on the validation set (or
 on `max_val` of its examples, chosen once with the seed) is measured; at the end the model holds the
 weights of the best epoch (its params and, when it has them, its batchnorm running statistics), which
-`train` also returns. The histories are also kept as attributes of the trainer.
+`train` also returns. The histories are also kept as attributes of the trainer. The accuracies, the best
+epoch, the progress lines and the learning-rate decay are callbacks of asgn3.trainer.Trainer.
 """
 
 import copy
 import time
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from asgn3 import optim
+from asgn3.trainer import Progress, Trainer, decay_learning_rate
 
 
 def random_flips(X, rng):
@@ -47,6 +47,31 @@ def random_flips(X, rng):
     out = X.copy()
     out[flip] = X[flip, :, :, ::-1]
     return out
+
+
+def shuffled_batches(X, y, batch_size, dtype, rng, augment_fn=None):
+    """
+    Minibatches of every epoch in a new random order, forever (the last N % batch_size examples of each
+    order are left out).
+
+    Inputs:
+    - X, y: inputs (N, ...) and labels (N,); each batch is sliced from X (no copy of the whole set).
+    - batch_size: examples per batch.
+    - dtype: type each batch of X is cast to.
+    - rng: numpy Generator of the orders and the augmentation.
+    - augment_fn: optional f(X_batch, rng) -> X_batch.
+
+    Yields tuples (X_batch (batch_size, ...) of dtype, y_batch (batch_size,)).
+    """
+    per_epoch = max(X.shape[0] // batch_size, 1)
+    while True:
+        order = rng.permutation(X.shape[0])
+        for it in range(per_epoch):
+            batch = np.sort(order[it * batch_size : (it + 1) * batch_size])  # sorted: faster slicing
+            X_batch = X[batch].astype(dtype, copy=False)
+            if augment_fn is not None:
+                X_batch = augment_fn(X_batch, rng)
+            yield X_batch, y[batch]
 
 
 def predict(predict_fn, X, batch_size=100, dtype=np.float32):
@@ -126,76 +151,51 @@ class ClassifierTrainer:
         predict_fn = loss_function if predict_fn is None else predict_fn
         self._check_data(X, y, "X", "y")
         self._check_data(X_val, y_val, "X_val", "y_val")
-        if not hasattr(optim, update_rule):
-            raise ValueError(
-                f"unknown update_rule {update_rule!r}: use a function of asgn3.optim such as "
-                f"'sgd', 'sgd_momentum', 'rmsprop' or 'adam'"
-            )
-        update = getattr(optim, update_rule)
         dtype = next(iter(model.params.values())).dtype
         rng = np.random.default_rng(seed)
-        base_config = {**(optim_config or {}), "learning_rate": learning_rate}
-        configs = {name: dict(base_config) for name in model.params}
+        config = {**(optim_config or {}), "learning_rate": learning_rate}
+        trainer = Trainer(model, update_rule, config, loss_fn=loss_function)
 
         X_val_used, y_val_used = X_val, y_val
         if max_val is not None and max_val < X_val.shape[0]:
             val_idx = np.sort(rng.choice(X_val.shape[0], max_val, replace=False))
             X_val_used, y_val_used = X_val[val_idx], y_val[val_idx]
 
-        num_train = X.shape[0]
-        iterations_per_epoch = max(num_train // batch_size, 1)
-        self.loss_history, self.train_acc_history, self.val_acc_history = [], [], []
-        best_val_acc, best_state = -1.0, None
-        for epoch in range(1, num_epochs + 1):
-            start_time = time.time()
-            order = rng.permutation(num_train)
-            steps = tqdm(
-                range(iterations_per_epoch),
-                desc=f"epoch {epoch}/{num_epochs}",
-                disable=not verbose,
-                leave=False,
-            )
-            for it in steps:
-                batch = np.sort(order[it * batch_size : (it + 1) * batch_size])  # sorted: faster slicing
-                X_batch = X[batch].astype(dtype, copy=False)
-                if augment_fn is not None:
-                    X_batch = augment_fn(X_batch, rng)
-                loss, grads = loss_function(X_batch, y[batch])
-                if not np.isfinite(loss):
-                    rate = configs[next(iter(configs))]["learning_rate"]
-                    raise FloatingPointError(
-                        f"loss became {loss} at epoch {epoch}, iteration {it}: lower "
-                        f"the learning rate (now {rate:g})"
-                    )
-                self.loss_history.append(float(loss))
-                for name, w in model.params.items():
-                    next_w, configs[name] = update(w, grads[name], configs[name])
-                    model.params[name] = next_w.astype(w.dtype, copy=False)
-                steps.set_postfix(loss=f"{loss:.3f}", refresh=False)
-            for config in configs.values():
-                config["learning_rate"] *= lr_decay
+        iterations_per_epoch = max(X.shape[0] // batch_size, 1)
+        self.train_acc_history, self.val_acc_history = [], []
+        self.best_val_acc, best_state = -1.0, None
+        progress = Progress(verbose, desc="training")
+        epoch_started = [time.time()]
 
-            sample = np.sort(rng.choice(num_train, min(max_train_acc, num_train), replace=False))
+        def evaluate(trainer):
+            nonlocal best_state
+            sample = np.sort(rng.choice(X.shape[0], min(max_train_acc, X.shape[0]), replace=False))
             train_acc = float(np.mean(predict(predict_fn, X[sample], eval_batch_size, dtype) == y[sample]))
             val_acc = float(np.mean(predict(predict_fn, X_val_used, eval_batch_size, dtype) == y_val_used))
             self.train_acc_history.append(train_acc)
             self.val_acc_history.append(val_acc)
-            if val_acc > best_val_acc:
-                best_val_acc, best_state = val_acc, self._snapshot(model)
-            if verbose:
-                epoch_loss = np.mean(self.loss_history[-iterations_per_epoch:])
-                print(
-                    f"epoch {epoch}/{num_epochs}: loss {epoch_loss:.4f}, "
-                    f"train acc {train_acc:.3f}, val acc {val_acc:.3f} (on {len(y_val_used)}), "
-                    f"{time.time() - start_time:.0f} s"
-                )
+            if val_acc > self.best_val_acc:
+                self.best_val_acc, best_state = val_acc, self._snapshot(model)
+            progress.write(
+                f"epoch {trainer.epoch}/{num_epochs}: "
+                f"loss {np.mean(trainer.loss_history[-iterations_per_epoch:]):.4f}, "
+                f"train acc {train_acc:.3f}, val acc {val_acc:.3f} (on {len(y_val_used)}), "
+                f"{time.time() - epoch_started[0]:.0f} s"
+            )
+            epoch_started[0] = time.time()
             if epoch_callback is not None:
-                epoch_callback(epoch, model, val_acc)
+                epoch_callback(trainer.epoch, model, val_acc)
+
+        trainer.add_callback("on_epoch_end", decay_learning_rate(lr_decay))
+        trainer.add_callback("on_epoch_end", evaluate)
+        progress.attach(trainer)
+        batches = shuffled_batches(X, y, batch_size, dtype, rng, augment_fn)
+        trainer.run(batches, num_epochs * iterations_per_epoch, iterations_per_epoch)
 
         if best_state is not None:
             self._restore(model, best_state)
-        self.best_val_acc = best_val_acc
-        self.optim_configs = configs
+        self.loss_history = trainer.loss_history
+        self.optim_configs = trainer.optim_configs
         self.best_params = model.params
         return model.params, self.loss_history, self.train_acc_history, self.val_acc_history
 

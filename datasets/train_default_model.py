@@ -3,28 +3,29 @@
 The network is the classic PretrainedCNN (nine conv - spatial batchnorm - ReLU blocks, no pooling, then
 affine - batchnorm - ReLU and the scores) at a quarter of the classic widths, so that it trains in about an
 hour and a half on two busy CPU cores; its conv9 output (256 x 2 x 2 = 1024 values) is the raw image feature
-of the COCO-format default. Training uses asgn3.classifier_trainer with Adam and augmentation (flips, or
+of the COCO-format default. Training uses datasets/classifier_trainer.py (the kit's one training loop,
+asgn3.trainer) with Adam and augmentation (flips, or
 flips + colour-channel shuffles + shifts), keeps the best epoch by validation accuracy, and writes the
 weights in the classic HDF5 layout with a SHA-256 file next to them and a note of how it was trained.
 `--init` continues from saved weights: the shipped model was trained in three stages, whose commands are in
 datasets/pretrained/default_pretrained_model.txt.
 
 Usage (from the kit's folder, after `bash kit.sh setup` built the default data):
-    python datasets/train_default_model.py [--epochs 11] [--init FILE.h5] [--out FILE.h5]
+    python -m datasets.train_default_model [--epochs 11] [--init FILE.h5] [--out FILE.h5]
 """
 
 import argparse
-import hashlib
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from asgn3.classifier_trainer import ClassifierTrainer, random_flips
 from asgn3.classifiers.pretrained_cnn import PretrainedCNN
 from asgn3.data_paths import DEFAULT_PRETRAINED_MODEL, DEFAULT_TINY_IMAGENET_DIR
 from asgn3.data_utils import load_tiny_imagenet
+from datasets.checksum import write_checksum
+from datasets.classifier_trainer import ClassifierTrainer, random_flips
 
 NUM_FILTERS = (16, 16, 32, 32, 64, 64, 128, 128, 256)  # a quarter of the classic widths
 HIDDEN_DIM = 256
@@ -50,28 +51,6 @@ def augment(X, rng, max_shift=4):
     cols = np.clip(np.arange(W)[None, :] + dx[:, None], 0, W - 1)
     n = np.arange(N)[:, None, None, None]
     return X[n, channels[:, :, None, None], rows[:, None, :, None], cols[:, None, None, :]]
-
-
-def sha256_of(path):
-    """Hex SHA-256 digest of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def write_checksum(path):
-    """Write `<digest>  <name>` (the format of sha256sum) to path + '.sha256'; return the digest."""
-    path = Path(path)
-    digest = sha256_of(path)
-    Path(str(path) + ".sha256").write_text(f"{digest}  {path.name}\n")
-    return digest
-
-
-def read_checksum(path):
-    """The digest recorded in path + '.sha256' (as written by write_checksum)."""
-    return Path(str(path) + ".sha256").read_text().split()[0]
 
 
 def main():
@@ -148,7 +127,7 @@ def main():
     checkpoint.unlink(missing_ok=True)
     digest = write_checksum(args.out)
     minutes = (time.time() - started) / 60
-    command = "python datasets/train_default_model.py " + " ".join(sys.argv[1:])
+    command = "python -m datasets.train_default_model " + " ".join(sys.argv[1:])
     note = (
         f"command: {command.strip()}\n"
         f"architecture: PretrainedCNN(num_classes=10, num_filters={NUM_FILTERS}, "

@@ -1,10 +1,10 @@
-"""Tests of ClassifierTrainer: it learns an easy task, keeps the best weights, and is deterministic."""
+"""Tests of datasets/classifier_trainer.py: learns an easy task, keeps the best weights, is deterministic."""
 
 import numpy as np
 import pytest
 
-from asgn3.classifier_trainer import ClassifierTrainer, predict, random_flips
 from asgn3.classifiers.pretrained_cnn import PretrainedCNN
+from datasets.classifier_trainer import ClassifierTrainer, predict, random_flips
 
 ARCH = dict(
     num_classes=3,
@@ -92,7 +92,7 @@ def test_same_seed_same_run_and_uint8_inputs_work():
 def test_bad_arguments_are_clear_errors():
     X, y = blob_data(10, seed=0)
     model = PretrainedCNN(seed=0, **ARCH)
-    with pytest.raises(ValueError, match="unknown update_rule 'adagrad'"):
+    with pytest.raises(ValueError, match="invalid update_rule 'adagrad'"):
         ClassifierTrainer().train(X, y, X, y, model, update_rule="adagrad", verbose=False)
     with pytest.raises(ValueError, match=r"X_val \(10, 3, 8, 8\) and y_val \(9,\)"):
         ClassifierTrainer().train(X, y, X, y[:9], model, verbose=False)

@@ -7,22 +7,18 @@ and positions in the picture must all be true of the scene.
 
 import hashlib
 import json
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from asgn3.classifiers.pretrained_cnn import PretrainedCNN
 from asgn3.coco_utils import decode_captions, load_coco_data
-from asgn3.data_paths import DATASETS_DIR, DEFAULT_COCO_DIR
+from asgn3.data_paths import DEFAULT_COCO_DIR
 from asgn3.image_utils import image_from_url
-
-sys.path.insert(0, str(DATASETS_DIR))  # the dataset scripts import each other from their own folder
-import build_coco_default as builder  # noqa: E402
-import caption_grammar  # noqa: E402
-from train_default_model import HIDDEN_DIM, NUM_FILTERS  # noqa: E402
-
-from asgn3.classifiers.pretrained_cnn import PretrainedCNN  # noqa: E402
+from datasets import build_coco_default as builder
+from datasets import caption_grammar
+from datasets.train_default_model import HIDDEN_DIM, NUM_FILTERS
 
 NOUNS = set(caption_grammar.NOUNS)
 COLOURS = set(caption_grammar.COLOURS)

@@ -5,25 +5,18 @@ behave like a trained network under the image-gradient methods of the notebooks.
 been built (`bash kit.sh setup`).
 """
 
-import sys
-
 import numpy as np
 import pytest
 
 from asgn3.classifiers.pretrained_cnn import PretrainedCNN
 from asgn3.coco_utils import load_coco_data
-from asgn3.data_paths import (
-    DATASETS_DIR,
-    DEFAULT_COCO_DIR,
-    DEFAULT_PRETRAINED_MODEL,
-    DEFAULT_TINY_IMAGENET_DIR,
-)
-from asgn3.data_utils import load_tiny_imagenet, read_rgb_image
+from asgn3.data_paths import DEFAULT_COCO_DIR, DEFAULT_PRETRAINED_MODEL, DEFAULT_TINY_IMAGENET_DIR
+from asgn3.data_utils import load_tiny_imagenet
 from asgn3.image_gradients import create_class_visualization, deepdream, invert_features, make_fooling_image
-
-sys.path.insert(0, str(DATASETS_DIR))  # the dataset scripts import each other from their own folder
-from build_coco_default import cnn_features  # noqa: E402
-from train_default_model import NUM_FILTERS, read_checksum, sha256_of  # noqa: E402
+from asgn3.image_utils import read_rgb_image
+from datasets.build_coco_default import cnn_features
+from datasets.checksum import read_checksum, sha256_of
+from datasets.train_default_model import NUM_FILTERS
 
 MODEL = DEFAULT_PRETRAINED_MODEL
 

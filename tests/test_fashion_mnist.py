@@ -2,15 +2,11 @@
 
 import gzip
 import struct
-import sys
 
 import numpy as np
 import pytest
 
-from asgn3.data_paths import DATASETS_DIR
-
-sys.path.insert(0, str(DATASETS_DIR))  # the dataset scripts import each other from their own folder
-import fashion_mnist  # noqa: E402
+from datasets import fashion_mnist
 
 
 def write_idx(path, array, header=None):

@@ -1,17 +1,14 @@
 """Tests of the TinyImageNet-format default (datasets/build_tiny_imagenet_default.py and item_render.py)."""
 
 import hashlib
-import sys
 
 import numpy as np
 import pytest
 
-from asgn3.data_paths import DATASETS_DIR, DEFAULT_TINY_IMAGENET_DIR
+from asgn3.data_paths import DEFAULT_TINY_IMAGENET_DIR
 from asgn3.data_utils import load_tiny_imagenet
-
-sys.path.insert(0, str(DATASETS_DIR))  # the dataset scripts import each other from their own folder
-import build_tiny_imagenet_default as builder  # noqa: E402
-import item_render  # noqa: E402
+from datasets import build_tiny_imagenet_default as builder
+from datasets import item_render
 
 
 def tree_digest(folder):
