@@ -37,7 +37,7 @@ setup() {
   say "Fetching Fashion-MNIST"
   bash datasets/get_fashion_mnist.sh
   say "Building the default data (skipped when it is up to date)"
-  "$PY" datasets/build_defaults.py
+  "$PY" -m datasets.build_defaults
 }
 
 run_notebooks() {

@@ -15,7 +15,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from asgn3.data_paths import coco_dir
+from asgn3.data_paths import coco_dir, resolve_classic_path
 
 CAPTIONS_FILE = "coco2014_captions.h5"
 VOCAB_FILE = "coco2014_vocab.json"
@@ -90,7 +90,8 @@ def load_coco_data(base_dir=None, max_train=None, pca_features=True):
 
     Inputs:
     - base_dir: folder in the COCO captioning layout; None picks datasets/coco_captioning when the real
-      download is there, else the built-in default (asgn3.data_paths.coco_dir says which)
+      download is there, else the built-in default (asgn3.data_paths.coco_dir says which); a classic
+      path that does not exist, such as 'cs231n/datasets/coco_captioning', means the same
     - max_train: if given, keep this many training captions, drawn at random with replacement
       (np.random, so np.random.seed makes it reproducible)
     - pca_features: True for the 512-d PCA features, False for the 4096-d fc7 features
@@ -102,7 +103,7 @@ def load_coco_data(base_dir=None, max_train=None, pca_features=True):
     - idx_to_word: list of V words; word_to_idx: dict word -> index
     - train_urls, val_urls: arrays of strings (num_images,), aligned with the feature rows
     """
-    base_dir = coco_dir() if base_dir is None else Path(base_dir)
+    base_dir = coco_dir() if base_dir is None else resolve_classic_path(base_dir)
     if not base_dir.is_dir():
         raise FileNotFoundError(
             f"COCO captioning folder {base_dir} not found: run "

@@ -2,8 +2,11 @@
 
 Every loader asks this module for its folder. The rule is the same everywhere: use the real download
 (`datasets/coco_captioning/`, `datasets/tiny-imagenet-100-A/`, `datasets/pretrained_model.h5`) when it is
-present, else the default built from Fashion-MNIST by `datasets/build_defaults.py`. The environment variable
-ASGN3_DATA overrides the choice: `real`, `default` or `auto` (the rule above, the default).
+present, else the default that `bash kit.sh setup` builds from Fashion-MNIST. The environment variable
+ASGN3_DATA overrides the choice: `real`, `default` or `auto` (the rule above, the default). The classic
+kit's paths (e.g. 'cs231n/datasets/coco_captioning') lead to the same data: see resolve_classic_path.
+
+KIT_DIR, the checkout's folder, is defined here once for the whole tree (staff/, tools/, tests import it).
 """
 
 import os
@@ -33,7 +36,7 @@ def data_choice():
     return choice
 
 
-def _pick(what, real, marker, default, get_real, build_default, verbose):
+def _pick(what, real, marker, default, get_real, get_default, verbose):
     """Choose between a real download and the default, following ASGN3_DATA, and say which."""
     choice = data_choice()
     real_present = marker.exists()
@@ -46,7 +49,7 @@ def _pick(what, real, marker, default, get_real, build_default, verbose):
     if not default.exists():
         raise FileNotFoundError(
             f"{what}: neither the real download ({real}) nor the built-in default ({default}) is present: "
-            f"run `bash kit.sh setup` (or `{build_default}`) for the default, or {get_real} for the real data"
+            f"{get_default} for the default, or run {get_real} for the real data"
         )
     if verbose:
         print(f"{what}: using the built-in default in {default} (real download absent: {get_real})")
@@ -61,7 +64,7 @@ def coco_dir(verbose=True):
         REAL_COCO_DIR / "coco2014_captions.h5",
         DEFAULT_COCO_DIR,
         "datasets/get_coco_captioning.sh",
-        "python datasets/build_defaults.py",
+        "run `bash kit.sh setup`",
         verbose,
     )
 
@@ -74,7 +77,7 @@ def tiny_imagenet_dir(verbose=True):
         REAL_TINY_IMAGENET_DIR / "wnids.txt",
         DEFAULT_TINY_IMAGENET_DIR,
         "datasets/get_tiny_imagenet_a.sh",
-        "python datasets/build_defaults.py",
+        "run `bash kit.sh setup`",
         verbose,
     )
 
@@ -87,6 +90,37 @@ def pretrained_model_path(verbose=True):
         REAL_PRETRAINED_MODEL,
         DEFAULT_PRETRAINED_MODEL,
         "datasets/get_pretrained_model.sh",
-        "python datasets/train_default_model.py",
+        "restore the shipped file with `git checkout datasets/pretrained`",
         verbose,
     )
+
+
+# The names the classic kit's paths end with, and where the kit finds that data.
+_CLASSIC_NAMES = {
+    REAL_COCO_DIR.name: coco_dir,
+    REAL_TINY_IMAGENET_DIR.name: tiny_imagenet_dir,
+    REAL_PRETRAINED_MODEL.name: pretrained_model_path,
+}
+
+
+def resolve_classic_path(path):
+    """
+    A data path as the classic kit's notebooks and guides wrote it, resolved for this kit.
+
+    A path that exists, or whose last part is not a classic name, is returned as it is. A missing path
+    ending in `coco_captioning`, `tiny-imagenet-100-A` or `pretrained_model.h5` (such as the classic
+    'cs231n/datasets/coco_captioning') becomes the kit's copy of that data (the real download when present,
+    else the default), with a one-line note.
+
+    Inputs:
+    - path: str or Path.
+
+    Returns a Path.
+    """
+    path = Path(path)
+    find = _CLASSIC_NAMES.get(path.name)
+    if find is None or path.exists():
+        return path
+    found = find(verbose=False)
+    print(f"{path} does not exist: using the kit's {path.name} in {found}")
+    return found

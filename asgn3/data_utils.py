@@ -1,7 +1,7 @@
 """Loaders for TinyImageNet (the images the pretrained CNN classifies) and for pickled models.
 
 A TinyImageNet folder has this layout (the classic TinyImageNet-100-A, or the built-in default made
-from Fashion-MNIST by datasets/build_defaults.py):
+from Fashion-MNIST by `python -m datasets.build_defaults`):
   wnids.txt                       one class id a line; the line order is the label
   words.txt                       id<TAB>name, other name
   train/<id>/<id>_boxes.txt       file<TAB>x0<TAB>y0<TAB>x1<TAB>y1, one line per training image
@@ -15,28 +15,14 @@ import pickle
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from asgn3 import data_paths
+from asgn3.image_utils import read_rgb_image
 
 GET_DATA_HINT = (
     "run datasets/get_tiny_imagenet_a.sh for the real TinyImageNet-100-A, or "
     "`bash kit.sh setup` for the built-in default, and call load_tiny_imagenet() without a path"
 )
-
-
-def read_rgb_image(path):
-    """
-    Read an image file as RGB.
-
-    Inputs:
-    - path: image file or file-like object (any format Pillow reads: JPEG, PNG, GIF, ...).
-
-    Returns an array of shape (H, W, 3), dtype uint8: grey images get three equal channels, an alpha
-    channel is dropped and palettes are applied.
-    """
-    with Image.open(path) as img:
-        return np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
 
 
 def _read_lines(path):
@@ -94,7 +80,8 @@ def load_tiny_imagenet(
 
     Inputs:
     - path: the folder; None picks it with asgn3.data_paths.tiny_imagenet_dir() (the real download
-      when present, else the built-in default).
+      when present, else the built-in default); so does a classic path that does not exist, such as
+      'cs231n/datasets/tiny-imagenet-100-A'.
     - dtype: type of the image arrays.
     - subtract_mean: subtract the mean training image from every split.
     - max_train_per_class: load at most this many training images per class (None: all).
@@ -106,7 +93,11 @@ def load_tiny_imagenet(
       None without test/test_annotations.txt).
     - mean_image: (3, 64, 64) mean of the training images (before any subtraction).
     """
-    path = Path(data_paths.tiny_imagenet_dir(verbose=verbose) if path is None else path)
+    path = (
+        data_paths.tiny_imagenet_dir(verbose=verbose)
+        if path is None
+        else data_paths.resolve_classic_path(path)
+    )
     if not path.is_dir():
         raise FileNotFoundError(f"TinyImageNet folder {path} not found: {GET_DATA_HINT}")
 

@@ -4,7 +4,8 @@ Fashion-MNIST (Zalando Research, MIT licence) holds 60,000 training and 10,000 t
 28x28 grey levels, ten classes. `datasets/get_fashion_mnist.sh` puts the four files in
 `datasets/fashion-mnist/`; the default-data builders read them through `load_fashion_mnist`.
 
-Run as a script to check a folder: `python datasets/fashion_mnist.py [folder]`.
+Run it to check a folder: `python -m datasets.fashion_mnist [folder]` (it imports nothing of the kit, so
+`python datasets/fashion_mnist.py [folder]` works too: get_fashion_mnist.sh runs it so, with any Python).
 """
 
 import gzip

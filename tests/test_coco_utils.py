@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
-from asgn3 import coco_utils
+from asgn3 import coco_utils, data_paths
 
 WORDS = ["<NULL>", "<START>", "<END>", "<UNK>", "a", "cat", "sits", "on", "the", "mat", "dog"]
 T = 8
@@ -211,3 +211,19 @@ def test_sample_coco_minibatch_aligns_captions_features_and_urls(coco):
     assert np.array_equal(first, coco_utils.sample_coco_minibatch(data, batch_size=5)[0])
     with pytest.raises(ValueError, match="split must be one of"):
         coco_utils.sample_coco_minibatch(data, split="test")
+
+
+def test_a_classic_base_dir_that_does_not_exist_means_the_kits_data(coco, monkeypatch, capsys, tmp_path):
+    base_dir, _ = coco
+    monkeypatch.setenv("ASGN3_DATA", "default")
+    monkeypatch.setattr(data_paths, "DEFAULT_COCO_DIR", base_dir)
+    monkeypatch.chdir(tmp_path)
+    data = coco_utils.load_coco_data("cs231n/datasets/coco_captioning")  # the classic notebooks' path
+    assert data["train_features"].shape == (10, 512)
+    note = capsys.readouterr().out.strip()
+    assert (
+        note
+        == f"cs231n/datasets/coco_captioning does not exist: using the kit's coco_captioning in {base_dir}"
+    )
+    with pytest.raises(FileNotFoundError, match="elsewhere"):  # other names stay errors
+        coco_utils.load_coco_data("cs231n/datasets/elsewhere")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from asgn3 import data_paths
-from asgn3.data_utils import load_models, load_tiny_imagenet, read_rgb_image
+from asgn3.data_utils import load_models, load_tiny_imagenet
 
 WNIDS = ["n001", "n002", "n003"]
 COLORS = {"n001": (200, 30, 30), "n002": (30, 200, 30), "n003": (30, 30, 200)}
@@ -126,14 +126,6 @@ def test_missing_or_malformed_folders_are_clear_errors(folder, tmp_path):
         load_tiny_imagenet(folder, verbose=False)
 
 
-def test_read_rgb_image_drops_alpha(tmp_path):
-    rgba = np.zeros((4, 5, 4), np.uint8)
-    rgba[..., 0], rgba[..., 3] = 10, 255
-    iio.imwrite(tmp_path / "a.png", rgba)
-    img = read_rgb_image(tmp_path / "a.png")
-    assert img.shape == (4, 5, 3) and img.dtype == np.uint8 and img[0, 0, 0] == 10
-
-
 class Model:
     """Something picklable."""
 
@@ -153,3 +145,11 @@ def test_load_models_skips_files_that_are_not_pickles(tmp_path):
     assert models["a.pkl"].value == 1 and models["b.pkl"].value == 2
     with pytest.raises(FileNotFoundError, match="not found"):
         load_models(tmp_path / "absent")
+
+
+def test_a_classic_path_that_does_not_exist_means_the_kits_data(folder, monkeypatch, capsys):
+    monkeypatch.setenv("ASGN3_DATA", "default")
+    monkeypatch.setattr(data_paths, "DEFAULT_TINY_IMAGENET_DIR", folder)
+    data = load_tiny_imagenet(folder.parent / "cs231n" / "datasets" / "tiny-imagenet-100-A", verbose=False)
+    assert data["X_train"].shape[0] == 8
+    assert capsys.readouterr().out.strip().endswith(f"using the kit's tiny-imagenet-100-A in {folder}")

@@ -16,6 +16,7 @@ from asgn3.image_utils import (
     image_from_url,
     preprocess_image,
     read_image,
+    read_rgb_image,
 )
 
 
@@ -124,3 +125,11 @@ def test_image_from_url_failures_return_none_with_the_reason(tmp_path, server, c
     assert "cannot reach" in capsys.readouterr().out
     assert image_from_url(tmp_path / "absent.jpg") is None
     assert "not found" in capsys.readouterr().out
+
+
+def test_read_rgb_image_drops_alpha(tmp_path):
+    rgba = np.zeros((4, 5, 4), np.uint8)
+    rgba[..., 0], rgba[..., 3] = 10, 255
+    iio.imwrite(tmp_path / "a.png", rgba)
+    img = read_rgb_image(tmp_path / "a.png")
+    assert img.shape == (4, 5, 3) and img.dtype == np.uint8 and img[0, 0, 0] == 10

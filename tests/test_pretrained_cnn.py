@@ -4,6 +4,7 @@ import h5py
 import numpy as np
 import pytest
 
+from asgn3 import data_paths
 from asgn3.classifiers.pretrained_cnn import (
     CLASSIC_PADS,
     CLASSIC_STRIDES,
@@ -200,3 +201,38 @@ def test_train_mode_updates_running_statistics_and_seed_is_deterministic():
     before = a.bn_params[0]["running_mean"].copy()
     a.loss(X, np.array([0, 1, 2, 3]))
     assert not np.allclose(a.bn_params[0]["running_mean"], before)
+
+
+def test_seed_none_draws_from_np_random_as_in_the_classic_kit():
+    np.random.seed(0)
+    a = PretrainedCNN(**SMALL)
+    np.random.seed(0)
+    b = PretrainedCNN(**SMALL)
+    c = PretrainedCNN(**SMALL)  # the global generator has moved on
+    for key in a.params:
+        np.testing.assert_array_equal(a.params[key], b.params[key])
+    assert not np.array_equal(a.params["W1"], c.params["W1"])
+
+
+def test_forward_leaves_the_batchnorm_modes_as_they_were():
+    model = small_model()
+    model.bn_params[0]["mode"] = "train"
+    X = np.random.default_rng(10).standard_normal((4, 3, 8, 8))
+    before = [bn_param["running_mean"].copy() for bn_param in model.bn_params]
+    model.forward(X, mode="test")
+    assert [bn_param["mode"] for bn_param in model.bn_params] == ["train", "test", "test"]
+    for bn_param, old in zip(model.bn_params, before, strict=True):
+        np.testing.assert_array_equal(bn_param["running_mean"], old)
+    model.forward(X, mode="train")  # updates the statistics, not the modes
+    assert [bn_param["mode"] for bn_param in model.bn_params] == ["train", "test", "test"]
+    assert not np.allclose(model.bn_params[1]["running_mean"], before[1])
+
+
+def test_a_classic_weights_path_that_does_not_exist_means_the_kits_model(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "mine.h5"
+    small_model(dtype=np.float32).save_weights(path)
+    monkeypatch.setenv("ASGN3_DATA", "default")
+    monkeypatch.setattr(data_paths, "DEFAULT_PRETRAINED_MODEL", path)
+    model = PretrainedCNN(h5_file=tmp_path / "cs231n" / "datasets" / "pretrained_model.h5")
+    assert model.num_filters == SMALL["num_filters"]
+    assert capsys.readouterr().out.strip().endswith(f"using the kit's pretrained_model.h5 in {path}")

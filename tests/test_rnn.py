@@ -119,6 +119,23 @@ def test_parameters_follow_the_spec():
             assert p[name].std() == pytest.approx(std, rel=0.25), name
 
 
+def test_seed_none_draws_from_np_random_and_a_seed_gives_its_own_generator():
+    def weights(**kwargs):
+        return CaptioningRNN(VOCAB, input_dim=6, wordvec_dim=5, hidden_dim=4, **kwargs).params
+
+    np.random.seed(1)
+    first = weights()
+    np.random.seed(1)
+    second, third = weights(), weights()  # the global generator moves on
+    np.random.seed(1)
+    np.random.randn(100)
+    seeded, seeded_again = weights(seed=7), weights(seed=7)  # independent of np.random
+    for name in first:
+        np.testing.assert_array_equal(first[name], second[name])
+        np.testing.assert_array_equal(seeded[name], seeded_again[name])
+    assert not np.array_equal(first["Wx"], third["Wx"]) and not np.array_equal(first["Wx"], seeded["Wx"])
+
+
 @pytest.mark.parametrize(
     "cell, feature_range, expected",
     [("rnn", (-1.5, 0.3), 9.83235591003), ("lstm", (-0.5, 1.7), 9.82445935443)],

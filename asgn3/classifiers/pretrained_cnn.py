@@ -11,19 +11,13 @@ architecture itself: the depth, widths, filter sizes, hidden dimension and numbe
 from the shapes in the file, the strides and pads from its attributes (the classic file has none and gets
 the classic ones).
 
-Weights file layout (HDF5), with L conv blocks:
-  W1..WL        (F, C, k, k)     conv filters            b1..bL, gamma1..gammaL, beta1..betaL  (F,)
-  W{L+1}        (hidden, D)      hidden affine, stored TRANSPOSED (the param is (D, hidden))
-  W{L+2}        (classes, hidden) score affine, stored TRANSPOSED (the param is (hidden, classes))
-  b{L+1}, gamma{L+1}, beta{L+1} (hidden,)               b{L+2} (classes,)
-  running_mean1..running_mean{L+1}, running_var1..running_var{L+1}   batchnorm statistics
-  attributes `strides`, `pads`, `input_size` (written by `save_weights`; optional when reading)
-The loader takes W{L+1} and W{L+2} in either orientation (for a square matrix the stored one is assumed).
+The weights file is HDF5 in the classic layout (asgn3/weights_io.py): load_weights and save_weights read
+and write it, and the classic `pretrained_model.h5` loads as it is.
 """
 
-import h5py
 import numpy as np
 
+from asgn3.data_paths import resolve_classic_path
 from asgn3.layer_utils import (
     affine_bn_relu_backward,
     affine_bn_relu_forward,
@@ -31,76 +25,11 @@ from asgn3.layer_utils import (
     conv_bn_relu_forward,
 )
 from asgn3.layers import affine_backward, affine_forward, conv_output_shape, softmax_loss
+from asgn3.weights_io import CLASSIC_PADS, CLASSIC_STRIDES, read_architecture, read_weights, write_weights
 
 CLASSIC_FILTER_SIZES = (5, 3, 3, 3, 3, 3, 3, 3, 3)
 CLASSIC_NUM_FILTERS = (64, 64, 128, 128, 256, 256, 512, 512, 1024)
-CLASSIC_STRIDES = (2, 1, 2, 1, 2, 1, 2, 1, 2)
-CLASSIC_PADS = (2, 1, 1, 1, 1, 1, 1, 1, 1)
 CLASSIC_HIDDEN_DIM = 512
-
-
-def _open_weights(h5_file):
-    """Open a weights file for reading, with an error that says how to get the file."""
-    try:
-        return h5py.File(h5_file, "r")
-    except FileNotFoundError:
-        raise FileNotFoundError(
-            f"weights file {h5_file} not found: run datasets/get_pretrained_model.sh for the classic "
-            f"model, or use asgn3.data_paths.pretrained_model_path() for the one that is present"
-        ) from None
-
-
-def read_architecture(h5_file):
-    """
-    Read the architecture of a PretrainedCNN from the shapes and attributes of its weights file.
-
-    Inputs:
-    - h5_file: path of an HDF5 weights file in the layout of this module's docstring.
-
-    Returns a dict with keys num_filters, filter_sizes, strides, pads (tuples, one entry per conv
-    block), in_channels, hidden_dim, num_classes (ints) and input_size (int, or None when the file
-    does not say).
-    """
-    with _open_weights(h5_file) as f:
-        depth = 0
-        while f"W{depth + 1}" in f and f[f"W{depth + 1}"].ndim == 4:
-            depth += 1
-        if depth == 0:
-            raise ValueError(
-                f"{h5_file}: expected conv filters W1, W2, ... of shape (F, C, k, k); found "
-                f"none (keys: {sorted(f.keys())})"
-            )
-        shapes = [f[f"W{i}"].shape for i in range(1, depth + 1)]
-        for i, shape in enumerate(shapes, start=1):
-            if shape[2] != shape[3]:
-                raise ValueError(f"{h5_file}: W{i} must hold square filters (F, C, k, k); got {shape}")
-        for key in (f"b{depth + 1}", f"b{depth + 2}"):
-            if key not in f:
-                raise ValueError(
-                    f"{h5_file}: key {key!r} is missing: the affine layers after {depth} conv blocks need it"
-                )
-        strides = f.attrs.get("strides")
-        pads = f.attrs.get("pads")
-        input_size = f.attrs.get("input_size")
-        arch = {
-            "num_filters": tuple(s[0] for s in shapes),
-            "filter_sizes": tuple(s[2] for s in shapes),
-            "in_channels": shapes[0][1],
-            "hidden_dim": f[f"b{depth + 1}"].shape[0],
-            "num_classes": f[f"b{depth + 2}"].shape[0],
-            "input_size": None if input_size is None else int(input_size),
-        }
-    if strides is None or pads is None:
-        if depth != len(CLASSIC_STRIDES):
-            raise ValueError(
-                f"{h5_file}: has {depth} conv blocks but no 'strides'/'pads' attributes; only "
-                f"the classic {len(CLASSIC_STRIDES)}-block file may omit them (save_weights "
-                f"writes them)"
-            )
-        strides, pads = CLASSIC_STRIDES, CLASSIC_PADS
-    arch["strides"] = tuple(int(s) for s in strides)
-    arch["pads"] = tuple(int(p) for p in pads)
-    return arch
 
 
 class PretrainedCNN:
@@ -139,9 +68,11 @@ class PretrainedCNN:
         - num_filters, filter_sizes, strides, pads: one entry per conv block (same lengths).
         - hidden_dim: width of the hidden affine layer.
         - in_channels: channels of the input images.
-        - seed: seed of the random (He) initialisation when there is no h5_file.
+        - seed: seed of the random (He) initialisation when there is no h5_file; None draws from np.random,
+          so that np.random.seed(0) makes PretrainedCNN() reproducible, as in the classic kit.
         """
         if h5_file is not None:
+            h5_file = resolve_classic_path(h5_file)
             arch = read_architecture(h5_file)
             num_filters, filter_sizes = arch["num_filters"], arch["filter_sizes"]
             strides, pads = arch["strides"], arch["pads"]
@@ -172,7 +103,7 @@ class PretrainedCNN:
             for dim in (*self.num_filters, self.hidden_dim)
         ]
         if h5_file is None:
-            self.params = self._random_params(np.random.default_rng(seed))
+            self.params = self._random_params(np.random if seed is None else np.random.default_rng(seed))
         else:
             self.load_weights(h5_file)
 
@@ -212,7 +143,7 @@ class PretrainedCNN:
         return shapes
 
     def _random_params(self, rng):
-        """He-initialised weights, zero biases and betas, unit gammas."""
+        """He-initialised weights, zero biases and betas, unit gammas; rng is np.random or a Generator."""
         params = {}
         for key, shape in self.param_shapes().items():
             if key.startswith("W"):
@@ -225,13 +156,9 @@ class PretrainedCNN:
             params[key] = value.astype(self.dtype)
         return params
 
-    def _is_stored_transposed(self, key):
-        """True for the affine weights, which the file stores as (out, in)."""
-        return key in (f"W{self.num_conv + 1}", f"W{self.num_conv + 2}")
-
     def load_weights(self, h5_file, verbose=False):
         """
-        Load every parameter and batchnorm statistic from h5_file (layout in the module docstring).
+        Load every parameter and batchnorm statistic from h5_file (layout in asgn3/weights_io.py).
 
         Inputs:
         - h5_file: path of the weights file; it must match this network's architecture.
@@ -241,22 +168,7 @@ class PretrainedCNN:
         for i, bn_param in enumerate(self.bn_params, start=1):
             expected[f"running_mean{i}"] = bn_param["running_mean"].shape
             expected[f"running_var{i}"] = bn_param["running_var"].shape
-        values = {}
-        with _open_weights(h5_file) as f:
-            for key, shape in expected.items():
-                if key not in f:
-                    raise ValueError(f"{h5_file}: key {key!r} is missing (expected shape {shape})")
-                value = np.asarray(f[key])
-                if self._is_stored_transposed(key) and value.shape == shape[::-1]:
-                    value = value.T
-                elif value.shape != shape:
-                    raise ValueError(
-                        f"{h5_file}: key {key!r} has shape {value.shape}, expected {shape}"
-                        + (f" or {shape[::-1]}" if self._is_stored_transposed(key) else "")
-                    )
-                if verbose:
-                    print(key, value.shape)
-                values[key] = np.ascontiguousarray(value, dtype=self.dtype)
+        values = read_weights(h5_file, expected, self.dtype, verbose)
         self.params = {key: values[key] for key in self.param_shapes()}
         for i, bn_param in enumerate(self.bn_params, start=1):
             bn_param["running_mean"] = values[f"running_mean{i}"]
@@ -264,20 +176,20 @@ class PretrainedCNN:
 
     def save_weights(self, h5_file):
         """
-        Write every parameter and batchnorm statistic to h5_file in the classic layout.
-
-        The affine weights are written transposed, as in the classic file, and the strides, pads and
-        input_size go into HDF5 attributes so that the file alone rebuilds the network.
+        Write every parameter and batchnorm statistic to h5_file in the classic layout (affine weights
+        transposed), with the strides, pads and input_size as attributes so that the file alone rebuilds
+        the network.
         """
-        with h5py.File(h5_file, "w") as f:
-            for key, value in self.params.items():
-                f.create_dataset(key, data=value.T if self._is_stored_transposed(key) else value)
-            for i, bn_param in enumerate(self.bn_params, start=1):
-                f.create_dataset(f"running_mean{i}", data=bn_param["running_mean"])
-                f.create_dataset(f"running_var{i}", data=bn_param["running_var"])
-            f.attrs["strides"] = [cp["stride"] for cp in self.conv_params]
-            f.attrs["pads"] = [cp["pad"] for cp in self.conv_params]
-            f.attrs["input_size"] = self.input_size
+        arrays = dict(self.params)
+        for i, bn_param in enumerate(self.bn_params, start=1):
+            arrays[f"running_mean{i}"] = bn_param["running_mean"]
+            arrays[f"running_var{i}"] = bn_param["running_var"]
+        attrs = {
+            "strides": [cp["stride"] for cp in self.conv_params],
+            "pads": [cp["pad"] for cp in self.conv_params],
+            "input_size": self.input_size,
+        }
+        write_weights(h5_file, arrays, attrs)
 
     def _check_range(self, start, end):
         """Fill in default layer indices and check 0 <= start <= end < num_layers."""
@@ -322,7 +234,7 @@ class PretrainedCNN:
           start - 1 otherwise.
         - start, end: layer indices, default 0 and num_layers - 1 (the scores).
         - mode: 'test' uses the batchnorm running statistics, 'train' the batch statistics (and
-          updates the running ones).
+          updates the running ones). The 'mode' entries of self.bn_params are left as they were.
 
         Returns a tuple of:
         - out: output of layer `end`: (N, F, H', W') for a conv block, (N, hidden_dim) for the hidden
@@ -339,20 +251,22 @@ class PretrainedCNN:
         for i in range(start, end + 1):
             p = self.params
             n = i + 1  # parameter keys count from 1
+            if i <= self.num_conv:
+                # A copy in the asked mode: the model's bn_params keep their own 'mode'.
+                bn_param = {**self.bn_params[i], "mode": mode}
             if i < self.num_conv:
-                bn_param = self.bn_params[i]
-                bn_param["mode"] = mode
                 out, cache = conv_bn_relu_forward(
                     out, p[f"W{n}"], p[f"b{n}"], p[f"gamma{n}"], p[f"beta{n}"], self.conv_params[i], bn_param
                 )
             elif i == self.num_conv:
-                bn_param = self.bn_params[i]
-                bn_param["mode"] = mode
                 out, cache = affine_bn_relu_forward(
                     out, p[f"W{n}"], p[f"b{n}"], p[f"gamma{n}"], p[f"beta{n}"], bn_param
                 )
             else:
                 out, cache = affine_forward(out, p[f"W{n}"], p[f"b{n}"])
+            if i <= self.num_conv:  # the running statistics that a train-mode pass updated
+                self.bn_params[i]["running_mean"] = bn_param["running_mean"]
+                self.bn_params[i]["running_var"] = bn_param["running_var"]
             caches.append(cache)
         return out, (start, end, caches)
 

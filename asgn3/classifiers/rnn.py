@@ -32,7 +32,14 @@ class CaptioningRNN:
     """
 
     def __init__(
-        self, word_to_idx, input_dim=512, wordvec_dim=128, hidden_dim=128, cell_type="rnn", dtype=np.float32
+        self,
+        word_to_idx,
+        input_dim=512,
+        wordvec_dim=128,
+        hidden_dim=128,
+        cell_type="rnn",
+        dtype=np.float32,
+        seed=None,
     ):
         """
         Construct a new CaptioningRNN instance.
@@ -47,6 +54,8 @@ class CaptioningRNN:
         - hidden_dim: Dimension H for the hidden state of the RNN.
         - cell_type: What type of RNN to use; either 'rnn' or 'lstm'.
         - dtype: numpy datatype to use; use float32 for training and float64 for numeric gradient checking.
+        - seed: seed of the random initial weights; None draws them from np.random, so that
+          np.random.seed makes the model reproducible, as in the classic kit.
         """
         if cell_type not in CELL_TYPES:
             raise ValueError(f"cell_type must be one of {CELL_TYPES}, got {cell_type!r}")
@@ -69,21 +78,22 @@ class CaptioningRNN:
         self._start = word_to_idx.get("<START>", None)
         self._end = word_to_idx.get("<END>", None)
 
+        rng = np.random if seed is None else np.random.default_rng(seed)
         # Initialize word vectors
-        self.params["W_embed"] = np.random.randn(vocab_size, wordvec_dim) / 100
+        self.params["W_embed"] = rng.standard_normal((vocab_size, wordvec_dim)) / 100
 
         # Initialize CNN -> hidden state projection parameters
-        self.params["W_proj"] = np.random.randn(input_dim, hidden_dim) / np.sqrt(input_dim)
+        self.params["W_proj"] = rng.standard_normal((input_dim, hidden_dim)) / np.sqrt(input_dim)
         self.params["b_proj"] = np.zeros(hidden_dim)
 
         # Initialize parameters for the RNN; the LSTM has four gates, so four times the columns
         dim_mul = {"lstm": 4, "rnn": 1}[cell_type]
-        self.params["Wx"] = np.random.randn(wordvec_dim, dim_mul * hidden_dim) / np.sqrt(wordvec_dim)
-        self.params["Wh"] = np.random.randn(hidden_dim, dim_mul * hidden_dim) / np.sqrt(hidden_dim)
+        self.params["Wx"] = rng.standard_normal((wordvec_dim, dim_mul * hidden_dim)) / np.sqrt(wordvec_dim)
+        self.params["Wh"] = rng.standard_normal((hidden_dim, dim_mul * hidden_dim)) / np.sqrt(hidden_dim)
         self.params["b"] = np.zeros(dim_mul * hidden_dim)
 
         # Initialize output to vocab weights
-        self.params["W_vocab"] = np.random.randn(hidden_dim, vocab_size) / np.sqrt(hidden_dim)
+        self.params["W_vocab"] = rng.standard_normal((hidden_dim, vocab_size)) / np.sqrt(hidden_dim)
         self.params["b_vocab"] = np.zeros(vocab_size)
 
         # Cast parameters to correct dtype
