@@ -1,15 +1,18 @@
-"""Builds the Cython im2col extension for `pip install -e .` (metadata lives in pyproject.toml)."""
+"""Builds the Cython im2col extension for `pip install -e .` (metadata lives in pyproject.toml).
 
-import numpy
+The extension is defined once, in asgn3/setup.py (which also serves the classic
+`cd asgn3 && python setup.py build_ext --inplace`); it is loaded here from its file, since the package
+itself is not importable while it is being built.
+"""
+
+import importlib.util
+from pathlib import Path
+
 from Cython.Build import cythonize
-from setuptools import Extension, setup
+from setuptools import setup
 
-extension = Extension(
-    "asgn3.im2col_cython",
-    sources=["asgn3/im2col_cython.pyx"],
-    include_dirs=[numpy.get_include()],
-    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-    extra_compile_args=["-O3"],
-)
+spec = importlib.util.spec_from_file_location("asgn3_setup", Path(__file__).parent / "asgn3" / "setup.py")
+asgn3_setup = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(asgn3_setup)
 
-setup(ext_modules=cythonize([extension], language_level=3))
+setup(ext_modules=cythonize([asgn3_setup.im2col_extension("asgn3/im2col_cython.pyx")], language_level=3))
