@@ -6,16 +6,12 @@ import shutil
 import subprocess
 import sys
 import zipfile
-from pathlib import Path
 
 import pytest
 
-KIT_DIR = Path(__file__).resolve().parent.parent
-if str(KIT_DIR) not in sys.path:  # staff/ is a top-level package of the checkout, not installed
-    sys.path.insert(0, str(KIT_DIR))
-
-from staff.grade import find_package  # noqa: E402
-from staff.safezip import check_zip  # noqa: E402
+from asgn3.data_paths import KIT_DIR
+from staff.grade import find_package
+from staff.safezip import check_zip
 
 SCRIPT = KIT_DIR / "collectSubmission.sh"
 NOTEBOOKS = ["RNN_Captioning.ipynb", "LSTM_Captioning.ipynb", "ImageGradients.ipynb", "ImageGeneration.ipynb"]

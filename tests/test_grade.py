@@ -20,15 +20,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-KIT_DIR = Path(__file__).resolve().parent.parent
-if str(KIT_DIR) not in sys.path:  # staff/ is a top-level package of the checkout, not installed
-    sys.path.insert(0, str(KIT_DIR))
-
-from staff import grade  # noqa: E402
-from staff.checks import QUESTIONS  # noqa: E402
-from staff.markers import find_regions, stub_source  # noqa: E402
-from staff.safezip import SubmissionError, check_zip, extract_zip  # noqa: E402
-from staff.sandbox import Limits, isolation, run_untrusted  # noqa: E402
+from asgn3.data_paths import KIT_DIR
+from staff import grade
+from staff.checks import QUESTIONS
+from staff.markers import find_regions, stub_source
+from staff.safezip import SubmissionError, check_zip, extract_zip
+from staff.sandbox import Limits, isolation, run_untrusted
 
 SEED = 20261128
 STUDENT_FILES = grade.student_files()

@@ -5,16 +5,12 @@ import json
 import subprocess
 import sys
 import zipfile
-from pathlib import Path
 
 import pytest
 
-KIT_DIR = Path(__file__).resolve().parent.parent
-if str(KIT_DIR) not in sys.path:  # staff/ is a top-level package of the checkout, not installed
-    sys.path.insert(0, str(KIT_DIR))
-
-from staff.markers import find_regions, stub_notebook, stub_source  # noqa: E402
-from staff.release import kit_files, main, release  # noqa: E402
+from asgn3.data_paths import KIT_DIR
+from staff.markers import find_regions, stub_notebook, stub_source
+from staff.release import kit_files, main, release
 
 START = "    # *****START OF YOUR CODE*****"
 END = "    # *****END OF YOUR CODE*****"
