@@ -75,6 +75,7 @@ def small_model(data, cell="rnn", seed=0):
 # --------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cell, lr_decay, limit", [("rnn", 0.95, 0.1), ("lstm", 0.995, 1.0)])
 def test_overfits_50_captions(coco_1004, cell, lr_decay, limit):
     # As in the classic notebooks: 50 captions drawn with replacement, batch 25, 50 epochs = 100 iterations,

@@ -127,6 +127,7 @@ def small_build(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_bytes(small_build, tmp_path):
     again = tmp_path / "coco_captioning"  # same folder name: the url files hold absolute paths
     builder.build(

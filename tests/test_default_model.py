@@ -52,6 +52,7 @@ def test_architecture_is_the_narrow_classic(model):
     assert model.num_filters[-1] * model.feature_sizes[-1] ** 2 > 512  # a raw feature wider than the PCA one
 
 
+@pytest.mark.slow  # the data fixture loads the 50,000 training images (about a minute)
 def test_validation_accuracy_is_at_least_88_percent(val_scores, data):
     accuracy = np.mean(val_scores.argmax(axis=1) == data["y_val"])
     print(f"validation accuracy of the shipped model: {accuracy:.4f}")
@@ -66,6 +67,7 @@ def correctly_classified(val_scores, data, count):
     return np.flatnonzero(val_scores.argmax(axis=1) == data["y_val"])[:count]
 
 
+@pytest.mark.slow  # the data fixture loads the 50,000 training images (about a minute)
 def test_fooling_images_fool_within_100_steps(model, data, val_scores):
     for idx in correctly_classified(val_scores, data, 3):
         X = data["X_val"][idx : idx + 1]
@@ -77,6 +79,7 @@ def test_fooling_images_fool_within_100_steps(model, data, val_scores):
         assert change < 0.05
 
 
+@pytest.mark.slow  # the data fixture loads the 50,000 training images (about a minute)
 def test_class_visualization_makes_the_target_the_top_class(model, data):
     for target in (1, 7):
         X = create_class_visualization(
@@ -93,6 +96,7 @@ def test_class_visualization_makes_the_target_the_top_class(model, data):
         assert scores.argmax() == target
 
 
+@pytest.mark.slow  # the data fixture loads the 50,000 training images (about a minute)
 def test_feature_inversion_reduces_the_feature_distance(model, data):
     # Plain gradient descent needs a step that suits the model's scale: 100 here (the classic 10000 was
     # tuned for the classic network and diverges on this one); blurring every step slows the fit down.
@@ -119,6 +123,7 @@ def test_feature_inversion_reduces_the_feature_distance(model, data):
     assert after <= 0.1 * before
 
 
+@pytest.mark.slow  # the data fixture loads the 50,000 training images (about a minute)
 def test_deepdream_raises_the_activation_norm(model, data):
     X = data["X_val"][5:6]
     layer = 6
@@ -138,6 +143,7 @@ def test_deepdream_raises_the_activation_norm(model, data):
     assert after > 1.5 * before
 
 
+@pytest.mark.slow  # the data fixture loads the 50,000 training images (about a minute)
 def test_coco_default_features_come_from_this_model(model, data):
     """The raw COCO features are this model's conv9 output on the scene images (mean subtracted)."""
     raw = load_coco_data(DEFAULT_COCO_DIR, pca_features=False)

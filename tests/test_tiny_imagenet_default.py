@@ -70,6 +70,7 @@ def test_boxes_frame_the_item(small_build):
     assert len(val_lines) == 100 and all(len(line.split("\t")) == 6 for line in val_lines)
 
 
+@pytest.mark.slow
 def test_neither_colour_nor_position_gives_the_class_away():
     """A nearest-class-mean rule on mean colour or on box centre stays near chance (10%)."""
     rng = np.random.default_rng(0)
