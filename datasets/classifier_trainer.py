@@ -93,6 +93,11 @@ def predict(predict_fn, X, batch_size=100, dtype=np.float32):
     return np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64)
 
 
+def accuracy(predict_fn, X, y, batch_size=100, dtype=np.float32):
+    """The share (float) of the examples of X whose predicted label is their label y."""
+    return float(np.mean(predict(predict_fn, X, batch_size, dtype) == y))
+
+
 class ClassifierTrainer:
     """Minibatch training of a classifier: see the module docstring for the whole recipe."""
 
@@ -163,37 +168,37 @@ class ClassifierTrainer:
 
         iterations_per_epoch = max(X.shape[0] // batch_size, 1)
         self.train_acc_history, self.val_acc_history = [], []
-        self.best_val_acc, best_state = -1.0, None
+        self.best_val_acc, self._best_state = -1.0, None
         progress = Progress(verbose, desc="training")
         epoch_started = [time.time()]
 
-        def evaluate(trainer):
-            nonlocal best_state
+        def measure_and_keep_the_best(trainer):
             sample = np.sort(rng.choice(X.shape[0], min(max_train_acc, X.shape[0]), replace=False))
-            train_acc = float(np.mean(predict(predict_fn, X[sample], eval_batch_size, dtype) == y[sample]))
-            val_acc = float(np.mean(predict(predict_fn, X_val_used, eval_batch_size, dtype) == y_val_used))
-            self.train_acc_history.append(train_acc)
-            self.val_acc_history.append(val_acc)
-            if val_acc > self.best_val_acc:
-                self.best_val_acc, best_state = val_acc, self._snapshot(model)
+            self.train_acc_history.append(accuracy(predict_fn, X[sample], y[sample], eval_batch_size, dtype))
+            self.val_acc_history.append(accuracy(predict_fn, X_val_used, y_val_used, eval_batch_size, dtype))
+            if self.val_acc_history[-1] > self.best_val_acc:
+                self.best_val_acc, self._best_state = self.val_acc_history[-1], self._snapshot(model)
+
+        def report(trainer):
             progress.write(
                 f"epoch {trainer.epoch}/{num_epochs}: "
                 f"loss {np.mean(trainer.loss_history[-iterations_per_epoch:]):.4f}, "
-                f"train acc {train_acc:.3f}, val acc {val_acc:.3f} (on {len(y_val_used)}), "
-                f"{time.time() - epoch_started[0]:.0f} s"
+                f"train acc {self.train_acc_history[-1]:.3f}, val acc {self.val_acc_history[-1]:.3f} "
+                f"(on {len(y_val_used)}), {time.time() - epoch_started[0]:.0f} s"
             )
             epoch_started[0] = time.time()
             if epoch_callback is not None:
-                epoch_callback(trainer.epoch, model, val_acc)
+                epoch_callback(trainer.epoch, model, self.val_acc_history[-1])
 
         trainer.add_callback("on_epoch_end", decay_learning_rate(lr_decay))
-        trainer.add_callback("on_epoch_end", evaluate)
+        trainer.add_callback("on_epoch_end", measure_and_keep_the_best)
+        trainer.add_callback("on_epoch_end", report)
         progress.attach(trainer)
         batches = shuffled_batches(X, y, batch_size, dtype, rng, augment_fn)
         trainer.run(batches, num_epochs * iterations_per_epoch, iterations_per_epoch)
 
-        if best_state is not None:
-            self._restore(model, best_state)
+        if self._best_state is not None:
+            self._restore(model, self._best_state)
         self.loss_history = trainer.loss_history
         self.optim_configs = trainer.optim_configs
         self.best_params = model.params
