@@ -10,14 +10,12 @@ import importlib.util
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import nbformat
 import pytest
 
+from asgn3.data_paths import KIT_DIR
 from asgn3.notebook_checks import parse_checks
-
-KIT_DIR = Path(__file__).resolve().parent.parent
 
 
 def _load_runner():
