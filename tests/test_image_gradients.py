@@ -20,6 +20,7 @@ from asgn3.image_gradients import (
     jitter,
     make_fooling_image,
 )
+from asgn3.notebook_checks import rel_error
 
 SIZE = 32
 ARCH = dict(
@@ -33,11 +34,6 @@ ARCH = dict(
 )
 MEAN_IMAGE = np.random.default_rng(2).uniform(80, 160, (3, SIZE, SIZE)).astype(np.float32)
 QUIET = dict(verbose=False, show_every=0)
-
-
-def rel_error(x, y):
-    """Largest relative error between two arrays."""
-    return np.max(np.abs(x - y) / np.maximum(1e-8, np.abs(x) + np.abs(y)))
 
 
 def smooth_images(n, seed, size=SIZE):

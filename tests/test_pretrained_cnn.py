@@ -11,6 +11,7 @@ from asgn3.classifiers.pretrained_cnn import (
     read_architecture,
 )
 from asgn3.gradient_check import eval_numerical_gradient, eval_numerical_gradient_array
+from asgn3.notebook_checks import rel_error
 
 SMALL = dict(
     num_classes=4,
@@ -21,11 +22,6 @@ SMALL = dict(
     pads=(1, 1),
     hidden_dim=5,
 )
-
-
-def rel_error(x, y):
-    """Largest relative error between two arrays."""
-    return np.max(np.abs(x - y) / np.maximum(1e-8, np.abs(x) + np.abs(y)))
 
 
 def small_model(dtype=np.float64, seed=0):
