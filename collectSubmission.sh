@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
-# Make assignment3.zip, the file you submit: the four notebooks and your asgn3 code.
+# Make assignment3.zip, the file you submit: the assignment's notebooks and your asgn3 code.
 #
 #   bash collectSubmission.sh
 #
 # Run it from anywhere; it works in the folder that holds it. It refuses (and says why) when a notebook
 # is missing or was never run: execute every notebook (and save it) before you collect. Left out:
 # datasets, build outputs (*.so, *.c, build/), checkpoints, virtual environments, caches and .git.
-# Works with bash 3.2 (macOS) and newer, with the `zip` program or, without it, with Python's zipfile.
+# The list of notebooks is the assignment's manifest (asgn3/assignment.py), read with Python: the kit's
+# .venv/bin/python when there is one, else python3 or python. Works with bash 3.2 (macOS) and newer, with
+# the `zip` program or, without it, with Python's zipfile.
 set -eu
 
 cd "$(dirname "$0")"
 OUT=assignment3.zip
-NOTEBOOKS="RNN_Captioning.ipynb LSTM_Captioning.ipynb ImageGradients.ipynb ImageGeneration.ipynb"
 
 fail() {
   echo "collectSubmission: $*" >&2
@@ -19,6 +20,15 @@ fail() {
 }
 
 [ -d asgn3 ] || fail "no asgn3 folder next to collectSubmission.sh: run it from the assignment folder"
+
+PYTHON=""
+for candidate in .venv/bin/python python3 python; do
+  if command -v "$candidate" >/dev/null 2>&1; then PYTHON=$candidate; break; fi
+done
+[ -n "$PYTHON" ] || fail "Python is needed to read the list of notebooks (asgn3/assignment.py) and none was found: \
+run \`bash kit.sh setup\` (it makes .venv), or install python3"
+NOTEBOOKS=$("$PYTHON" -m asgn3.assignment notebooks) ||
+  fail "$PYTHON could not read the list of notebooks from asgn3/assignment.py (see the message above)"
 
 problems=""
 for notebook in $NOTEBOOKS; do
@@ -52,11 +62,6 @@ if command -v zip >/dev/null 2>&1; then
   { for notebook in $NOTEBOOKS; do echo "$notebook"; done; list_code; } | zip -q "$OUT" -@ ||
     fail "zip could not write $OUT (see the message above)"
 else
-  PYTHON=""
-  for candidate in python3 python; do
-    if command -v "$candidate" >/dev/null 2>&1; then PYTHON=$candidate; break; fi
-  done
-  [ -n "$PYTHON" ] || fail "neither zip nor python3 is available: install one of them"
   { for notebook in $NOTEBOOKS; do echo "$notebook"; done; list_code; } | "$PYTHON" -c '
 import sys, zipfile
 with zipfile.ZipFile(sys.argv[1], "w", zipfile.ZIP_DEFLATED) as archive:
@@ -66,4 +71,4 @@ with zipfile.ZipFile(sys.argv[1], "w", zipfile.ZIP_DEFLATED) as archive:
 fi
 
 count=$( { for notebook in $NOTEBOOKS; do echo "$notebook"; done; list_code; } | wc -l | tr -d ' ')
-echo "Wrote $(pwd)/$OUT ($count files: the four notebooks and your asgn3 code). Submit this file."
+echo "Wrote $(pwd)/$OUT ($count files: the notebooks and your asgn3 code). Submit this file."

@@ -9,6 +9,7 @@ and add its hidden check under staff/questions/. Adding a question or a notebook
 
     python -m asgn3.assignment notebooks     # the handed-in notebooks' file names, one a line
     python -m asgn3.assignment questions     # key, points, title of each question
+    python -m asgn3.assignment table         # the README's table of questions (Markdown)
 """
 
 import sys
@@ -142,16 +143,27 @@ def total_points(extra_credit=False):
     return sum(q.points for q in QUESTIONS if extra_credit or not q.extra_credit)
 
 
+def markdown_table():
+    """The questions as the README's Markdown table: question, points, notebook."""
+    lines = ["| question | points | notebook |", "|---|---|---|"]
+    for q in QUESTIONS:
+        extra = " (extra credit)" if q.extra_credit else ""
+        lines.append(f"| {q.key} {q.title}{extra} | {q.points:g} | `{q.notebook}.ipynb` |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     """Print one of the manifest's lists for shell scripts (see the module docstring)."""
     args = sys.argv[1:] if argv is None else argv
     if args == ["notebooks"]:
         print("\n".join(handed_in_notebooks()))
+    elif args == ["table"]:
+        print(markdown_table())
     elif args == ["questions"]:
         for q in QUESTIONS:
             print(f"{q.key}\t{q.points:g}\t{q.title}{' (extra credit)' if q.extra_credit else ''}")
     else:
-        print("usage: python -m asgn3.assignment notebooks | questions", file=sys.stderr)
+        print("usage: python -m asgn3.assignment notebooks | questions | table", file=sys.stderr)
         return 2
     return 0
 

@@ -16,7 +16,8 @@ import time
 import zipfile
 from pathlib import Path
 
-KIT_DIR = Path(__file__).resolve().parent.parent
+from asgn3.data_paths import KIT_DIR
+
 sys.path.insert(0, str(KIT_DIR))
 
 from bench.common import median_seconds  # noqa: E402

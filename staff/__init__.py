@@ -5,7 +5,10 @@
                                                                   for the full sandbox)
     python -m staff.grade SUBMISSIONS_DIR --csv gradebook.csv     a folder of zips, in parallel
 
-Modules: markers (the START/END regions and their stubs), release, safezip (refuse unsafe zips),
-sandbox (run untrusted code), runner (the worker the sandbox runs), checks (the hidden checks), grade.
+What the assignment is (notebooks, questions, points, graded functions) is asgn3/assignment.py's.
+Modules: markers (the START/END regions and their stubs), release, grade (the Grader and the command
+line), questions/ (each question's hidden checks), judging (checks and comparisons), protocol (the job
+files between the grader and its runner), runner (the worker, trusted or in the sandbox), sandbox (run
+untrusted code), safezip (refuse unsafe zips), report (table, JSON, CSV).
 Nothing in asgn3 imports this package, and the student kit does not contain it.
 """

@@ -2,20 +2,22 @@
 
 One submission: the zip is checked and extracted (staff/safezip.py) into a private temporary folder; a
 sandbox kit is assembled from the master's infrastructure and the submission's student files (the files
-with marked regions; a missing one is replaced by its stub); the hidden checks (staff/checks.py) run
-their jobs on the reference in one trusted process and on the submission in the sandbox
-(staff/sandbox.py), one process per check, two at a time; the comparisons happen here on plain arrays.
-The result is printed as a table and written in the shape of Gradescope's results.json.
+with marked regions; a missing one is replaced by its stub); the hidden checks of the manifest's
+questions (staff/questions/) run their jobs on the reference in one trusted process and on the
+submission in the sandbox (staff/sandbox.py), one process per check, two at a time, through the job
+files of staff/protocol.py; the judging (staff/judging.py) happens here on plain arrays. The result is
+printed as a table and written in the shape of Gradescope's results.json (staff/report.py).
 
 A folder: every *.zip in it is graded (in parallel), with one JSON per submission and a CSV gradebook.
+Programmatic use: `grade_one(zip_path, ...)` returns the result dict; `Grader(zip_path, ...).grade()`.
 """
 
 import argparse
-import csv
 import json
 import os
 import secrets
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -23,17 +25,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-
-from staff.checks import QUESTIONS, Context, Failed, Job, Outcome, build_checks, job_modules, run_judge
+from asgn3.assignment import graded_modules, handed_in_notebooks
+from asgn3.data_paths import KIT_DIR
+from staff.judging import Context, Failed, job_modules, run_judge
 from staff.markers import splice_regions, stub_source
-from staff.release import marked_modules
+from staff.protocol import Job, Outcome, read_outcomes, write_jobs
+from staff.questions import build_checks
+from staff.report import format_table, test_entry, write_gradebook
 from staff.safezip import SubmissionError, extract_zip
-from staff.sandbox import KIT_DIR, Limits, RunResult, isolation, run_untrusted
+from staff.sandbox import Limits, RunResult, isolation, run_untrusted
 
-RUNNER = Path(__file__).resolve().parent / "runner.py"
-NOTEBOOKS = ("RNN_Captioning.ipynb", "LSTM_Captioning.ipynb", "ImageGradients.ipynb", "ImageGeneration.ipynb")
-MAX_OUTPUT_BYTES = 64 << 20
+STAFF_DIR = Path(__file__).resolve().parent
+RUNNER = "staff/runner.py"  # in the master and in the sandbox kit, next to the protocol it speaks
+RUNNER_FILES = ("__init__.py", "protocol.py", "runner.py")
 REFERENCE_LIMITS = Limits(cpu_seconds=300, wall_seconds=300, memory_mb=4096, processes=64)
 
 
@@ -46,14 +50,9 @@ def find_package(root):
     return found[0] if found else None
 
 
-def student_files(kit_dir=KIT_DIR):
-    """The master's .py files under asgn3 with marked regions (what students write), as relative paths."""
-    names = [
-        path.relative_to(kit_dir).as_posix()
-        for path in (Path(kit_dir) / "asgn3").rglob("*.py")
-        if "build" not in path.relative_to(kit_dir).parts
-    ]
-    return sorted(module.replace(".", "/") + ".py" for module in marked_modules(kit_dir, names))
+def student_files():
+    """The files students write (the modules of the manifest's graded functions), as relative paths."""
+    return sorted(module.replace(".", "/") + ".py" for module in graded_modules())
 
 
 def build_sandbox_kit(package, out_dir, kit_dir=KIT_DIR):
@@ -68,7 +67,7 @@ def build_sandbox_kit(package, out_dir, kit_dir=KIT_DIR):
     """
     out_dir = Path(out_dir)
     master = Path(kit_dir) / "asgn3"
-    own = set(student_files(kit_dir))
+    own = set(student_files())
     provenance = {}
     for path in master.rglob("*"):
         rel = path.relative_to(kit_dir).as_posix()
@@ -95,71 +94,15 @@ def build_sandbox_kit(package, out_dir, kit_dir=KIT_DIR):
             if not target.exists() and "build" not in path.relative_to(package).parts:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(path, target)
-    shutil.copyfile(RUNNER, out_dir / "grade_runner.py")
+    (out_dir / "staff").mkdir()
+    for name in RUNNER_FILES:
+        shutil.copyfile(STAFF_DIR / name, out_dir / "staff" / name)
     for path in [out_dir, *out_dir.rglob("*")]:
         os.chmod(path, 0o755 if path.is_dir() else 0o644)
     return provenance
 
 
 # -- running jobs ----------------------------------------------------------------------------------------
-
-
-def write_jobs(job_dir, jobs):
-    """Write jobs.json and the input arrays of a list of Jobs into job_dir."""
-    job_dir.mkdir(parents=True)
-    specs = []
-    for index, job in enumerate(jobs):
-        np.savez(job_dir / f"in_{index}.npz", **job.arrays)
-        specs.append({"id": index, "task": job.task, "options": job.options})
-    (job_dir / "jobs.json").write_text(json.dumps(specs))
-
-
-def _run_failure(result):
-    """Why a run stopped without reporting a job: timeout, resource limit, crash."""
-    code = result.returncode
-    signal = -code if code < 0 else code - 128 if code > 128 else 0
-    if result.timed_out:
-        why = f"timed out (no result after {result.seconds:.0f} s; the wall-clock limit)"
-    elif signal in (9, 24, 25):
-        why = f"killed by a resource limit (CPU time, processes or file size; signal {signal})"
-    elif signal:
-        why = f"crashed (signal {signal})"
-    else:
-        why = f"the process exited (code {code}) before reporting"
-    tail = [line for line in result.output.strip().splitlines() if line.strip()][-3:]
-    return why + (": " + " | ".join(line.strip()[:200] for line in tail) if tail else "")
-
-
-def read_outcomes(job_dir, count, result):
-    """The Outcome of each job, read as plain data (JSON, npz without pickles) with size limits."""
-    outcomes = []
-    for index in range(count):
-        status_path, out_path = job_dir / f"status_{index}.json", job_dir / f"out_{index}.npz"
-        try:
-            if not status_path.is_file() or status_path.is_symlink():
-                outcomes.append(Outcome(False, error=_run_failure(result)))
-                continue
-            if status_path.stat().st_size > 1 << 20:
-                raise ValueError("status file too large")
-            status = json.loads(status_path.read_text(encoding="utf-8", errors="replace"))
-            if not isinstance(status, dict) or status.get("ok") is not True:
-                error = status.get("error", "failed") if isinstance(status, dict) else "bad status"
-                outcomes.append(Outcome(False, error=str(error)[:1000]))
-                continue
-            arrays = {}
-            if out_path.is_file() and not out_path.is_symlink():
-                if out_path.stat().st_size > MAX_OUTPUT_BYTES:
-                    raise ValueError("output too large")
-                with np.load(out_path, allow_pickle=False) as data:
-                    arrays = {key: np.array(data[key]) for key in data.files}
-            for key, array in arrays.items():
-                if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
-                    raise ValueError(f"output {key} has dtype {array.dtype}")
-            missing = [str(m) for m in status.get("missing", []) if isinstance(m, str)]
-            outcomes.append(Outcome(True, arrays=arrays, missing=missing))
-        except (OSError, ValueError, TypeError) as error:
-            outcomes.append(Outcome(False, error=f"unreadable output ({error})"))
-    return outcomes
 
 
 def run_trusted(jobs, job_dir, limits=REFERENCE_LIMITS):
@@ -173,11 +116,9 @@ def run_trusted(jobs, job_dir, limits=REFERENCE_LIMITS):
         "HOME": str(job_dir),
         "MPLCONFIGDIR": str(job_dir),
     }
-    import subprocess
-
     start = time.monotonic()
     completed = subprocess.run(
-        [sys.executable, "-I", str(RUNNER), str(KIT_DIR), str(job_dir)],
+        [sys.executable, "-I", str(KIT_DIR / RUNNER), str(KIT_DIR), str(job_dir)],
         capture_output=True,
         text=True,
         env=env,
@@ -235,8 +176,7 @@ class Grader:
 
     def _refused(self, reason):
         """Every check scored zero with the same reason (the zip could not be graded)."""
-        checks = build_checks(np.random.default_rng(self.seed), self.only)
-        return [test_entry(check, 0.0, f"not run: {reason}") for check in checks]
+        return [test_entry(check, 0.0, f"not run: {reason}") for check in build_checks(self.seed, self.only)]
 
     def _grade_checks(self):
         submission = self.private / "submission"
@@ -250,27 +190,36 @@ class Grader:
         notes.append(
             "student files: " + ", ".join(f"{name} {how}" for name, how in sorted(provenance.items()))
         )
-        checks = build_checks(np.random.default_rng(self.seed), self.only)
-        reference_jobs = [job for check in checks for job in check.reference]
-        reference = run_trusted(reference_jobs, self.private / "reference") if reference_jobs else []
-        offsets, position = [], 0
-        for check in checks:
-            offsets.append(position)
-            position += len(check.reference)
+        checks = build_checks(self.seed, self.only)
+        reference = self._run_reference(checks)
         broken = self._broken_modules(box, provenance)
         for module, error in sorted(broken.items()):
             notes.append(f"{module} does not import: {error}")
+
+        def run_student(index):
+            return self._run_student(box, str(index), checks[index], reference[index], broken)
+
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
-            student = list(pool.map(lambda ic: self._run_student(box, *ic, broken), enumerate(checks)))
+            student = list(pool.map(run_student, range(len(checks))))
         tests = []
-        for check, offset, outcomes in zip(checks, offsets, student, strict=True):
-            ctx = Context(outcomes, reference[offset : offset + len(check.reference)], self._evaluate)
+        for check, outcomes, reference_outcomes in zip(checks, student, reference, strict=True):
+            ctx = Context(outcomes, reference_outcomes, self._evaluate)
             try:
                 fraction, text = run_judge(check, ctx)
             except (Failed, KeyError, ValueError, TypeError, IndexError) as error:
                 fraction, text = 0.0, f"could not judge the answer: {type(error).__name__}: {error}"
             tests.append(test_entry(check, fraction, text))
         return tests, notes
+
+    def _run_reference(self, checks):
+        """The reference's Outcomes of each check's jobs, all run in one trusted process."""
+        jobs = [job for check in checks for job in check.reference]
+        outcomes = run_trusted(jobs, self.private / "reference") if jobs else []
+        per_check, position = [], 0
+        for check in checks:
+            per_check.append(outcomes[position : position + len(check.reference)])
+            position += len(check.reference)
+        return per_check
 
     def _broken_modules(self, box, provenance):
         """{module: why} for the student modules that fail to import (or hang while importing).
@@ -293,24 +242,23 @@ class Grader:
             results = list(pool.map(run, enumerate(modules)))
         return {module: outcome.error for module, outcome in results if not outcome.ok}
 
-    def _run_student(self, box, index, check, broken):
+    def _run_student(self, box, name, check, reference, broken):
         """The Outcomes of a check's jobs run in the sandbox (or why they were not run)."""
-        needed = set().union(*(job_modules(job) for job in check.student)) if check.student else set()
+        jobs = check.student_jobs(reference)
+        needed = set().union(*(job_modules(job) for job in jobs)) if jobs else set()
         for module in sorted(needed & set(broken)):
-            return [Outcome(False, error=f"{module} does not import: {broken[module]}")] * len(check.student)
+            return [Outcome(False, error=f"{module} does not import: {broken[module]}")] * len(jobs)
         elapsed = time.monotonic() - self.start
         if elapsed > self.budget:
             why = f"not run: the time budget of {self.budget:.0f} s was used up by checks that timed out"
-            return [Outcome(False, error=why)] * len(check.student)
+            return [Outcome(False, error=why)] * len(jobs)
         limits = check.limits
         if self.timeout:
             limits = replace(limits, cpu_seconds=int(self.timeout), wall_seconds=1.5 * self.timeout + 1)
         try:
-            outcomes = self._run_jobs(box, str(index), check.student, limits)
+            outcomes = self._run_jobs(box, name, jobs, limits)
         except OSError as error:  # the grader's own trouble (disk full...): report it on the check
-            outcomes = [Outcome(False, error=f"the grader could not run this check: {error}")] * len(
-                check.student
-            )
+            outcomes = [Outcome(False, error=f"the grader could not run this check: {error}")] * len(jobs)
         if self.verbose:
             print(f"  {check.name}: {time.monotonic() - self.start - elapsed:.1f} s", file=sys.stderr)
         return outcomes
@@ -318,7 +266,7 @@ class Grader:
     def _run_jobs(self, box, name, jobs, limits):
         job_dir = box / "jobs" / name
         write_jobs(job_dir, jobs)
-        result = run_untrusted(box / "kit", job_dir, "grade_runner.py", limits)
+        result = run_untrusted(box / "kit", job_dir, RUNNER, limits)
         return read_outcomes(job_dir, len(jobs), result)
 
     def _evaluate(self, jobs):
@@ -328,9 +276,9 @@ class Grader:
 
 
 def notebook_note(root):
-    """Which of the four notebooks the submission holds, and whether they were executed."""
+    """Which of the manifest's notebooks the submission holds, and whether they were executed."""
     parts = []
-    for name in NOTEBOOKS:
+    for name in handed_in_notebooks():
         found = sorted(Path(root).rglob(name), key=lambda p: len(p.parts))
         if not found:
             parts.append(f"{name} missing")
@@ -342,50 +290,6 @@ def notebook_note(root):
             executed = False
         parts.append(f"{name} {'executed' if executed else 'NOT executed'}")
     return "notebooks: " + ", ".join(parts)
-
-
-def test_entry(check, fraction, text):
-    """One Gradescope test entry: name, score, max_score, output (and the question, for the gradebook)."""
-    fraction = min(max(float(fraction), 0.0), 1.0)
-    score = round(check.points * fraction, 2)
-    status = "passed" if fraction == 1.0 else "failed"
-    return {
-        "name": f"{check.question} {QUESTIONS[check.question][0]}: {check.name}",
-        "score": score,
-        "max_score": check.points,
-        "status": status,
-        "output": text,
-        "question": check.question,
-    }
-
-
-def question_scores(result):
-    """{question: [score, max_score]} from a result dict."""
-    totals = {q: [0.0, 0.0] for q in QUESTIONS}
-    for test in result["tests"]:
-        totals[test["question"]][0] += test["score"]
-        totals[test["question"]][1] += test["max_score"]
-    return totals
-
-
-def format_table(result, title=""):
-    """The result as a text table: one line per check, then the questions and the total."""
-    lines = [title] if title else []
-    width = max([len(t["name"]) for t in result["tests"]] + [20])
-    lines.append(f"{'check':<{width}}  {'points':>11}  result")
-    for test in result["tests"]:
-        failures = [line for line in test["output"].splitlines() if not line.endswith(" OK")]
-        why = f"  {failures[0][:100]}" if test["status"] != "passed" and failures else ""
-        lines.append(
-            f"{test['name']:<{width}}  {test['score']:>5g} / {test['max_score']:<3g}  {test['status']}{why}"
-        )
-    for question, (score, maximum) in question_scores(result).items():
-        if maximum:
-            lines.append(f"{question} {QUESTIONS[question][0]}: {score:g} / {maximum:g}")
-    total = sum(t["max_score"] for t in result["tests"])
-    lines.append(f"TOTAL: {result['score']:g} / {total:g}")
-    lines.append(result["output"])
-    return "\n".join(lines)
 
 
 def grade_one(
@@ -416,28 +320,12 @@ def grade_folder(folder, csv_path, json_dir=None, only=None, seed=None, jobs=2, 
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         rows = list(pool.map(one, zips))
-    with open(csv_path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["submission", "score", "max_score", *QUESTIONS, "seconds", "notes"])
-        for zip_path, result, error in rows:
-            if result is None:
-                writer.writerow([zip_path.name, 0, 100, *[0] * len(QUESTIONS), "", error])
-                print(f"{zip_path.name}: grader error: {error}")
-                continue
-            per_question = question_scores(result)
-            maximum = sum(t["max_score"] for t in result["tests"])
-            refused = result["output"].splitlines()[0] if "refused" in result["output"] else ""
-            writer.writerow(
-                [
-                    zip_path.name,
-                    result["score"],
-                    maximum,
-                    *[round(per_question[q][0], 2) for q in QUESTIONS],
-                    result["execution_time"],
-                    refused,
-                ]
-            )
-            print(f"{zip_path.name}: {result['score']:g} / {maximum:g}")
+    write_gradebook(csv_path, [(zip_path.name, result, error) for zip_path, result, error in rows])
+    for zip_path, result, error in rows:
+        if result is None:
+            print(f"{zip_path.name}: grader error: {error}")
+        else:
+            print(f"{zip_path.name}: {result['score']:g} / {sum(t['max_score'] for t in result['tests']):g}")
     return rows
 
 

@@ -177,6 +177,29 @@ def _enclosing_functions(lines, regions):
     return names
 
 
+def region_functions(source, where="<source>"):
+    """For each marked region, the qualified name of the innermost function holding it ('' outside any).
+
+    A method's name is `Class.method`, as in the manifest's "module:qualified.name" (asgn3/assignment.py).
+    """
+    spans = []
+
+    def visit(node, prefix):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                name = prefix + child.name
+                if not isinstance(child, ast.ClassDef):
+                    spans.append((child.lineno, child.end_lineno, name))
+                visit(child, name + ".")
+
+    visit(ast.parse(source), "")
+    owners = []
+    for region in find_regions(source, where):
+        holding = [span for span in spans if span[0] <= region.start + 1 and region.end + 1 <= span[1]]
+        owners.append(max(holding, key=lambda span: span[0])[2] if holding else "")
+    return owners
+
+
 def _top_level_names(tree):
     """Names a module defines at its top level (functions, classes, assignments, imports)."""
     names = set()

@@ -12,6 +12,7 @@ tool refuses to finish when a non-trivial line of a reference region would survi
 
 import argparse
 import ast
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -19,9 +20,16 @@ import sys
 import zipfile
 from pathlib import Path
 
-from staff.markers import find_regions, outside_lines, region_lines, stub_notebook, stub_source
+from asgn3.data_paths import KIT_DIR
+from staff.markers import (
+    find_regions,
+    outside_lines,
+    region_functions,
+    region_lines,
+    stub_notebook,
+    stub_source,
+)
 
-KIT_DIR = Path(__file__).resolve().parent.parent
 STAFF_TESTS = {"tests/test_release.py", "tests/test_grade.py", "tests/test_collect_submission.py"}
 STAFF_PREFIXES = ("staff/", "tests/hostile/")
 # Never part of a kit even outside git: environments, builds, downloads, outputs.
@@ -72,6 +80,54 @@ def marked_modules(kit_dir, names):
         and not name.startswith(STAFF_PREFIXES)
         and find_regions((Path(kit_dir) / name).read_text(encoding="utf-8"), name)
     }
+
+
+def load_manifest(kit_dir=KIT_DIR):
+    """The manifest (asgn3/assignment.py) of a kit, loaded from its file: the kit need not be this one."""
+    spec = importlib.util.spec_from_file_location(
+        "_kit_assignment", Path(kit_dir) / "asgn3" / "assignment.py"
+    )
+    manifest = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(manifest)
+    return manifest
+
+
+def manifest_problems(kit_dir, manifest, marked=()):
+    """What the kit and its manifest disagree on, as sentences (empty when they agree).
+
+    Every notebook of the manifest exists; every graded function exists and holds a marked region;
+    every marked region (marked: the modules with regions) sits in a graded function, else the grader
+    would never look at it.
+    """
+    kit_dir = Path(kit_dir)
+    problems = [
+        f"the manifest lists the notebook {nb.filename}, which is not in {kit_dir}"
+        for nb in manifest.NOTEBOOKS
+        if not (kit_dir / nb.filename).is_file()
+    ]
+    graded = {function for q in manifest.QUESTIONS for function in q.functions}
+    problems += [
+        f"{module} has marked regions but no question grades it: add its functions to asgn3/assignment.py"
+        for module in sorted(set(marked) - set(manifest.graded_modules()))
+    ]
+    for module in manifest.graded_modules():
+        rel = module.replace(".", "/") + ".py"
+        if not (kit_dir / rel).is_file():
+            problems.append(f"the manifest names the module {module}, but {rel} does not exist")
+            continue
+        owners = region_functions((kit_dir / rel).read_text(encoding="utf-8"), rel)
+        for function in sorted(f for f in graded if f.startswith(module + ":")):
+            if function.split(":")[1] not in owners:
+                problems.append(
+                    f"the manifest grades {function}, but {rel} has no marked region in a function of that "
+                    "name: put its reference code between START/END markers"
+                )
+        for owner in sorted(set(owners) - {f.split(":")[1] for f in graded if f.startswith(module + ":")}):
+            problems.append(
+                f"{rel} has a marked region in {owner or 'its module level'}, which no question grades: "
+                f"add {module}:{owner} to a question's functions in asgn3/assignment.py"
+            )
+    return problems
 
 
 def _imported_modules(source):
@@ -195,6 +251,11 @@ def release(out_dir, kit_dir=KIT_DIR, verbose=True):
         raise FileExistsError(f"{out_dir} already exists: give a new folder (the release never overwrites)")
     if out_dir == kit_dir or kit_dir in out_dir.parents:
         raise ValueError(f"write the release outside the master copy {kit_dir}, not to {out_dir}")
+    problems = manifest_problems(kit_dir, load_manifest(kit_dir))
+    if problems:
+        raise ValueError(
+            "the kit and its manifest (asgn3/assignment.py) disagree:\n  " + "\n  ".join(problems)
+        )
     names = kit_files(kit_dir)
     marked = marked_modules(kit_dir, names)
     released, left_out, regions = [], [], 0

@@ -1,16 +1,16 @@
 """The grader's worker: runs jobs on a kit (the reference, or a submission inside the sandbox).
 
-Usage: python -I runner.py KIT_DIR JOB_DIR. JOB_DIR holds `jobs.json` (a list of {id, task, options})
-and `in_<id>.npz` (the input arrays); for each job the runner writes `out_<id>.npz` (plain numeric arrays)
-and `status_<id>.json` ({"ok": true} or {"ok": false, "error": "..."}), in order, so that a job that
-crashes the process still leaves the results of the jobs before it.
+Usage: python -I runner.py KIT_DIR JOB_DIR. The job folder's files, and their reading and writing, are
+staff/protocol.py's (the grader's half is there too). Each job's outputs and status are written as soon
+as it finishes, so a job that crashes the process still leaves the results of the jobs before it.
 
 The grader never trusts what this process returns beyond plain arrays: it loads them with
-allow_pickle=False and does every comparison itself. In the sandbox this file is a copy; a submission
-may change anything in this process, and gains nothing by it.
+allow_pickle=False and does every comparison itself. In the sandbox this file and the protocol are
+copies in the kit's staff/ folder; a submission may change anything in this process, and gains nothing.
+Master code runs only here: tasks that need the reference (numeric gradients, the foolable image) are
+sent to the trusted run only.
 """
 
-import json
 import os
 import sys
 import traceback
@@ -134,7 +134,7 @@ def _captioning_model(arrays, options):
     """A CaptioningRNN of the options' sizes, with the parameters given as arrays param_<name>."""
     import numpy as np
 
-    model_class = _function("asgn3.classifiers.rnn", "CaptioningRNN")
+    model_class = _function(options["module"], "CaptioningRNN")
     model = model_class(
         options["word_to_idx"],
         input_dim=options["input_dim"],
@@ -213,35 +213,54 @@ def task_captioning_overfit(arrays, options):
     }
 
 
-def _cnn(arrays, options):
-    """A PretrainedCNN of the options' architecture with the parameters given as arrays param_<name>."""
+def _cnn(options):
+    """The master's PretrainedCNN of the options' architecture, He-initialised from options['init_seed']."""
     import numpy as np
 
     model_class = _function("asgn3.classifiers.pretrained_cnn", "PretrainedCNN")
-    model = model_class(dtype=np.float64, **options["arch"])
-    for key in list(model.params):
-        model.params[key] = arrays[f"param_{key}"].copy()
-    return model
+    return model_class(dtype=np.float64, seed=options["init_seed"], **options["arch"])
+
+
+def _foolable_image(model, options):
+    """An image and a target class (among the 3rd to 6th most likely) that make_fooling_image reaches
+    within its 100 steps with a change under 10% of the image (trusted runs only: the master's function)."""
+    import numpy as np
+
+    make_fooling_image = _function(options["module"], "make_fooling_image")
+    rng = np.random.default_rng(options["seed"])
+    for _ in range(20):
+        X = 60.0 * rng.standard_normal((1, 3, 64, 64))
+        target = int(np.argsort(model.loss(X)[0])[::-1][rng.integers(2, 6)])
+        fooled = make_fooling_image(X, target, model)
+        if np.argmax(model.loss(fooled)[0]) == target and np.linalg.norm(fooled - X) < 0.1 * np.linalg.norm(
+            X
+        ):
+            return {"X": X, "target": target}
+    raise RuntimeError("no foolable image found for the hidden fooling check (a grader bug)")
 
 
 def task_cnn(arrays, options):
-    """Call an image-gradients function on the small CNN, or (trusted) evaluate images on it.
+    """Call an image-gradients function on the small CNN, or (trusted) prepare or evaluate images on it.
 
-    options: arch (PretrainedCNN keywords), action, kwargs, array_kwargs ({keyword: array name}).
-    'call' runs asgn3.image_gradients.<function>(*inputs, model, **kwargs) (inputs: array names or
-    plain values) and returns 'out'; 'scores' returns the
-    class scores of X; 'features' returns the activations of X at options['layer'].
+    options: module, arch and init_seed (the model), action. 'call' runs <module>.<function>(*inputs,
+    model, **kwargs) (inputs: array names or plain values; array_kwargs: {keyword: array name};
+    features_of: {name, X, layer} adds the activations of an array at a layer as an input) and
+    returns 'out'; 'scores' returns the class scores of X; 'foolable' returns an image X and a target
+    that the function can fool.
     """
     import numpy as np
 
-    model = _cnn(arrays, options)
+    model = _cnn(options)
     action = options["action"]
     if action == "scores":
         return {"scores": model.loss(arrays["X"])}
-    if action == "features":
-        return {"features": model.forward(arrays["X"], end=options["layer"])[0]}
+    if action == "foolable":
+        return _foolable_image(model, options)
+    if "features_of" in options:
+        spec = options["features_of"]
+        arrays = {**arrays, spec["name"]: model.forward(arrays[spec["X"]], end=spec["layer"])[0]}
     np.random.seed(0)  # for code that draws from the global generator
-    function = _function("asgn3.image_gradients", options["function"])
+    function = _function(options["module"], options["function"])
     args = [arrays[name] if isinstance(name, str) else name for name in options["inputs"]]
     kwargs = {
         **options.get("kwargs", {}),
@@ -281,43 +300,18 @@ def _error_text(error):
     return f"{text} (at {where})" if where else text
 
 
-def _plain(value):
-    """A returned value as a plain numeric ndarray (None stays None; objects are refused)."""
-    import numpy as np
-
-    if value is None:
-        return None
-    array = np.asarray(value)
-    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
-        raise TypeError(f"expected numbers, got {type(value).__name__} of dtype {array.dtype}")
-    return array
-
-
 def main(kit_dir, job_dir):
     """Run every job of job_dir in order, writing its outputs and status as soon as it finishes."""
     _prepare_imports(kit_dir)
     if os.environ.get("ASGN3_SANDBOX_WEAK"):
         _guard(os.environ["ASGN3_SANDBOX_WEAK"])
-    import numpy as np
+    from staff import protocol  # the kit's copy: imported once the kit is first on the path
 
-    with open(os.path.join(job_dir, "jobs.json")) as f:
-        jobs = json.load(f)
-    for job in jobs:
-        status = {"ok": True, "missing": []}
+    for index, task, options, arrays in protocol.read_jobs(job_dir):
         try:
-            with np.load(os.path.join(job_dir, f"in_{job['id']}.npz"), allow_pickle=False) as data:
-                arrays = {key: data[key] for key in data.files}
-            out = TASKS[job["task"]](arrays, job.get("options", {}))
-            plain = {key: _plain(value) for key, value in out.items()}
-            status["missing"] = sorted(key for key, value in plain.items() if value is None)
-            np.savez(
-                os.path.join(job_dir, f"out_{job['id']}.npz"),
-                **{key: value for key, value in plain.items() if value is not None},
-            )
+            protocol.write_outcome(job_dir, index, TASKS[task](arrays, options))
         except BaseException as error:  # noqa: BLE001 - anything the submission raises is its failure
-            status = {"ok": False, "error": _error_text(error)}
-        with open(os.path.join(job_dir, f"status_{job['id']}.json"), "w") as f:
-            json.dump(status, f)
+            protocol.write_failure(job_dir, index, _error_text(error))
 
 
 if __name__ == "__main__":

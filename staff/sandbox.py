@@ -29,8 +29,9 @@ from dataclasses import dataclass
 from itertools import count
 from pathlib import Path
 
+from asgn3.data_paths import KIT_DIR
+
 MB = 1 << 20
-KIT_DIR = Path(__file__).resolve().parent.parent
 _uids = count()
 
 

@@ -9,14 +9,17 @@ import zipfile
 
 import pytest
 
+from asgn3.assignment import handed_in_notebooks
 from asgn3.data_paths import KIT_DIR
 from staff.grade import find_package
 from staff.safezip import check_zip
 
 SCRIPT = KIT_DIR / "collectSubmission.sh"
-NOTEBOOKS = ["RNN_Captioning.ipynb", "LSTM_Captioning.ipynb", "ImageGradients.ipynb", "ImageGeneration.ipynb"]
+NOTEBOOKS = list(handed_in_notebooks())
+MANIFEST = "asgn3/assignment.py"  # the script reads the list of notebooks from it
 CODE = [
     "asgn3/__init__.py",
+    MANIFEST,
     "asgn3/rnn_layers.py",
     "asgn3/classifiers/__init__.py",
     "asgn3/classifiers/rnn.py",
@@ -61,6 +64,7 @@ def kit(tmp_path):
         path = tmp_path / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(f"# {name}\n")
+    shutil.copy(KIT_DIR / MANIFEST, tmp_path / MANIFEST)
     return tmp_path
 
 
@@ -125,18 +129,45 @@ def test_reports_every_problem_at_once_and_removes_a_stale_zip(kit):
     assert not (kit / "assignment3.zip").exists()
 
 
-def test_works_without_the_zip_program(kit, tmp_path_factory):
-    """A PATH with the usual tools but no `zip`: the script falls back to Python's zipfile."""
-    bin_dir = tmp_path_factory.mktemp("bin")
+def tools_without_zip(bin_dir, python=True):
+    """A folder of links to the usual tools, without `zip` (and without Python unless asked)."""
     for tool in ["bash", "sh", "dirname", "find", "sort", "grep", "rm", "wc", "tr", "cat"]:
         found = shutil.which(tool)
         assert found, f"{tool} is needed for this test"
         (bin_dir / tool).symlink_to(found)
-    (bin_dir / "python3").symlink_to(sys.executable)
+    if python:
+        (bin_dir / "python3").symlink_to(sys.executable)
     assert shutil.which("zip", path=str(bin_dir)) is None
-    result = collect(kit, path=str(bin_dir))
+    return str(bin_dir)
+
+
+def test_works_without_the_zip_program(kit, tmp_path_factory):
+    """A PATH with the usual tools but no `zip`: the script falls back to Python's zipfile."""
+    result = collect(kit, path=tools_without_zip(tmp_path_factory.mktemp("bin")))
     assert result.returncode == 0, result.stderr
     assert names_in(kit / "assignment3.zip") == sorted(NOTEBOOKS + CODE)
+
+
+def test_says_that_python_is_needed_when_there_is_none(kit, tmp_path_factory):
+    result = collect(kit, path=tools_without_zip(tmp_path_factory.mktemp("bin"), python=False))
+    assert result.returncode != 0
+    assert (
+        "Python is needed to read the list of notebooks" in result.stderr and "kit.sh setup" in result.stderr
+    )
+    assert not (kit / "assignment3.zip").exists()
+
+
+def test_the_notebooks_are_the_manifests(kit):
+    """A notebook added to the manifest is one the script asks for: no list of its own to update."""
+    manifest = kit / MANIFEST
+    manifest.write_text(
+        manifest.read_text().replace(
+            'Notebook("ImageGeneration"),', 'Notebook("ImageGeneration"),\n    Notebook("Extra"),'
+        )
+    )
+    result = collect(kit)
+    assert result.returncode != 0
+    assert "Extra.ipynb is missing" in result.stderr
 
 
 def test_replaces_an_old_zip(kit):

@@ -8,9 +8,10 @@ import zipfile
 
 import pytest
 
+from asgn3.assignment import graded_modules, handed_in_notebooks
 from asgn3.data_paths import KIT_DIR
 from staff.markers import find_regions, stub_notebook, stub_source
-from staff.release import kit_files, main, release
+from staff.release import kit_files, load_manifest, main, manifest_problems, release
 
 START = "    # *****START OF YOUR CODE*****"
 END = "    # *****END OF YOUR CODE*****"
@@ -160,13 +161,8 @@ def test_staff_material_stays_out_and_the_kit_is_complete(released):
         "pyproject.toml",
         "setup.py",
         "collectSubmission.sh",
-        "RNN_Captioning.ipynb",
-        "LSTM_Captioning.ipynb",
-        "ImageGradients.ipynb",
-        "ImageGeneration.ipynb",
-        "asgn3/rnn_layers.py",
-        "asgn3/image_gradients.py",
-        "asgn3/classifiers/rnn.py",
+        *handed_in_notebooks(),
+        *(module.replace(".", "/") + ".py" for module in graded_modules()),
     ]:
         assert (out / name).is_file(), name
     assert summary["regions"] >= 20
@@ -305,3 +301,33 @@ def test_the_command_line_refuses_an_existing_folder(tmp_path, capsys):
     (tmp_path / "kit").mkdir()
     assert main([str(tmp_path / "kit")]) == 1
     assert "already exists" in capsys.readouterr().err
+
+
+def test_the_manifest_and_the_marked_regions_agree():
+    assert manifest_problems(KIT_DIR, load_manifest(), ["asgn3.rnn_layers"]) == []
+
+
+def test_a_disagreement_with_the_manifest_is_named(tmp_path):
+    """A graded function without a region, and a region that no question grades, are both errors."""
+    kit = tmp_path / "kit"
+    (kit / "asgn3").mkdir(parents=True)
+    manifest = (KIT_DIR / "asgn3" / "assignment.py").read_text()
+    (kit / "asgn3" / "assignment.py").write_text(manifest)
+    for module in graded_modules():
+        rel = module.replace(".", "/") + ".py"
+        (kit / rel).parent.mkdir(parents=True, exist_ok=True)
+        (kit / rel).write_text((KIT_DIR / rel).read_text())
+    for notebook in handed_in_notebooks():
+        (kit / notebook).write_text("{}")
+    rnn = kit / "asgn3" / "rnn_layers.py"
+    rnn.write_text(rnn.read_text().replace("def sigmoid(", "def renamed_sigmoid("))
+    problems = manifest_problems(kit, load_manifest(kit), ["asgn3.rnn_layers", "asgn3.extra"])
+    assert any(
+        "grades asgn3.rnn_layers:sigmoid, but asgn3/rnn_layers.py has no marked region" in p for p in problems
+    )
+    assert any("a marked region in renamed_sigmoid, which no question grades" in p for p in problems)
+    assert any("asgn3.extra has marked regions but no question grades it" in p for p in problems)
+    (kit / "ImageGradients.ipynb").unlink()
+    assert any(
+        "ImageGradients.ipynb, which is not in" in p for p in manifest_problems(kit, load_manifest(kit))
+    )

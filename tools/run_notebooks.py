@@ -1,9 +1,10 @@
 """Execute the kit's notebooks headless, each from a clean kernel, and write the executed copies.
 
-    python tools/run_notebooks.py --out output                     # all four, in the assignment's order
+    python tools/run_notebooks.py --out output                     # all, in the manifest's order
     python tools/run_notebooks.py --out output RNN_Captioning      # a subset (names with or without .ipynb)
     python tools/run_notebooks.py --out output --param TRAIN_FULL=True RNN_Captioning
     python tools/run_notebooks.py --out output --figures           # also save every figure as a PNG
+    python tools/run_notebooks.py --list                           # the notebooks it would run
 
 The executed copies (with their figures) go to the output folder; the committed notebooks are not touched.
 A `--param NAME=VALUE` is set in a cell inserted right after the notebook's cell tagged `parameters`, the
@@ -22,11 +23,12 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-KIT_DIR = Path(__file__).resolve().parent.parent
-NOTEBOOKS = ("RNN_Captioning", "LSTM_Captioning", "ImageGradients", "ImageGeneration")
-
-sys.path.insert(0, str(KIT_DIR))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the asgn3 of this kit, not another
+from asgn3.assignment import NOTEBOOKS as MANIFEST_NOTEBOOKS  # noqa: E402
+from asgn3.data_paths import KIT_DIR  # noqa: E402
 from asgn3.notebook_checks import parse_checks  # noqa: E402
+
+NOTEBOOKS = tuple(notebook.name for notebook in MANIFEST_NOTEBOOKS)  # the assignment's, in its order
 
 
 def notebook_path(name):
@@ -213,7 +215,11 @@ def main(argv=None):
     parser.add_argument("--timeout", type=int, default=1800, help="seconds allowed per cell (default 1800)")
     parser.add_argument("--figures", action="store_true", help="also save every figure as a PNG")
     parser.add_argument("--cwd", default=None, help="the kernels' working directory (default: the kit)")
+    parser.add_argument("--list", action="store_true", help="print the notebooks that would run, and stop")
     args = parser.parse_args(argv)
+    if args.list:
+        print("\n".join(str(notebook_path(name)) for name in args.notebooks))
+        return 0
     try:
         params = dict(parse_param(p) for p in args.param)
         return 0 if run(args.notebooks, args.out, params, args.timeout, args.figures, args.cwd) else 1

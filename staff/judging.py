@@ -1,0 +1,239 @@
+"""What a hidden check is, and the helpers that judge an answer; the checks themselves are staff/questions/.
+
+A hidden check (HiddenCheck) names the jobs to run on the submission (inside the sandbox, one process
+per check) and on the reference (in a separate trusted process), and a judge that compares the two as
+plain arrays in the grader. Gradients are judged against numeric gradients of the *reference* forward
+pass on the same inputs, so a submission cannot pass by being consistent with its own wrong forward
+pass. A check made of several arrays gives credit per array.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from asgn3.notebook_checks import rel_error
+from staff.protocol import Job
+from staff.sandbox import Limits
+
+VALUE_TOL = 1e-6  # submission vs reference, both float64: a correct answer is near 1e-12
+GRAD_TOL = 1e-5  # analytic vs centered-difference numeric gradient (h=1e-5) in float64
+
+
+@dataclass
+class HiddenCheck:
+    """A hidden check: jobs for the submission and the reference, and judge(ctx) -> (fraction, text).
+
+    student: a list of Jobs, or a function of the reference's Outcomes returning them (when the
+    submission's inputs are prepared by the reference, e.g. an image the reference can fool).
+    ctx.student[i] and ctx.reference[i] are the Outcomes of the jobs; ctx.evaluate(jobs) runs more jobs
+    in the trusted process (to evaluate what the submission returned).
+    """
+
+    question: str
+    name: str
+    points: float
+    student: list
+    reference: list
+    judge: object
+    limits: Limits = field(default_factory=Limits)
+
+    def student_jobs(self, reference_outcomes):
+        """The submission's jobs, given the Outcomes of the reference's."""
+        return self.student(reference_outcomes) if callable(self.student) else self.student
+
+
+class Context:
+    """What a judge sees: the Outcomes of its jobs, and evaluate(jobs) for more trusted runs."""
+
+    def __init__(self, student, reference, evaluate):
+        self.student, self.reference, self.evaluate = student, reference, evaluate
+
+    def view(self, s, n, r, m):
+        """The context of a part of a merged check: its own slices of the outcomes."""
+        return Context(self.student[s : s + n], self.reference[r : r + m], self.evaluate)
+
+
+class Failed(Exception):
+    """A judge's verdict that the check failed, with the reason."""
+
+
+def job_modules(job):
+    """The student modules a job imports (to skip it when one of them does not even import)."""
+    return {job.options["module"]} if "module" in job.options else set()
+
+
+def run_judge(check, ctx):
+    """A judge's (fraction, text), turning Failed into (0, reason)."""
+    try:
+        return check.judge(ctx)
+    except Failed as failure:
+        return 0.0, str(failure)
+
+
+# -- reading and comparing answers -------------------------------------------------------------------------
+
+
+def value(outcome, key, what):
+    """The array `key` of a submission's outcome, or Failed naming why it is not there."""
+    if not outcome.ok:
+        raise Failed(f"{what} failed: {outcome.error}")
+    if key in outcome.missing:
+        raise Failed(f"{what}: {key} is None: not implemented yet (still the stub?)")
+    if key not in outcome.arrays:
+        raise Failed(f"{what} did not return {key}")
+    return outcome.arrays[key]
+
+
+def gradient_error(got, want):
+    """Largest relative error of a gradient, each entry relative to max(|got| + |want|, 1e-4 * scale).
+
+    Plain elementwise relative error is noisy on entries that are almost zero (the centered difference
+    has an absolute error near 1e-10); measuring those against a small fraction of the gradient's scale
+    keeps the check strict on everything that matters.
+    """
+    got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
+    floor = max(1e-4 * float(np.max(np.abs(want), initial=0.0)), 1e-8)
+    return float(np.max(np.abs(got - want) / np.maximum(np.abs(got) + np.abs(want), floor), initial=0.0))
+
+
+def compare(name, got, want, tol, metric=None):
+    """One line comparing a submission's array with the expected one; Failed on a mismatch.
+
+    metric: the error function (default the notebooks' rel_error; gradient_error for gradients).
+    """
+    got = np.asarray(got)
+    if got.shape != np.shape(want):
+        raise Failed(f"{name}: expected shape {np.shape(want)}, got {got.shape}")
+    if not np.all(np.isfinite(got)):
+        raise Failed(f"{name}: contains nan or inf")
+    error = (metric or rel_error)(got.astype(np.float64), want)
+    if not error < tol:
+        raise Failed(f"{name}: relative error {error:.2e} (needs < {tol:.0e})")
+    return f"{name}: relative error {error:.2e} < {tol:.0e} OK"
+
+
+def compare_many(pairs, tol, metric=None):
+    """Compare (name, got_fn, want) triples, collecting every result; returns (fraction passed, text)."""
+    results = []
+    for name, got, want in pairs:
+        try:
+            results.append((True, compare(name, got(), want, tol, metric)))
+        except Failed as failure:
+            results.append((False, str(failure)))
+    passed = sum(1 for ok, _ in results if ok)
+    return passed / len(pairs), "\n".join(text for _, text in results)
+
+
+def image_shape_ok(name, image, shape):
+    """A returned image as float64, after checking its shape and that it is finite (else Failed)."""
+    image = np.asarray(image)
+    if image.shape != shape:
+        raise Failed(f"{name}: expected an image of shape {shape}, got {image.shape}")
+    if not np.all(np.isfinite(image)):
+        raise Failed(f"{name}: the image contains nan or inf")
+    return image.astype(np.float64)
+
+
+# -- building blocks of checks -----------------------------------------------------------------------------
+
+
+def normal(rng, *shape, scale=1.0):
+    """Fresh standard normal inputs of a shape, times scale."""
+    return scale * rng.standard_normal(shape)
+
+
+def call_job(module, forward, arrays, inputs, fwd_outputs, backward=None, douts=(), bwd_outputs=(), **kw):
+    """A runner 'call' job (see staff/runner.py task_call)."""
+    options = {
+        "module": module,
+        "forward": forward,
+        "inputs": list(inputs),
+        "fwd_outputs": list(fwd_outputs),
+        "backward": backward,
+        "douts": list(douts),
+        "bwd_outputs": list(bwd_outputs),
+        **kw,
+    }
+    return Job("call", options, arrays)
+
+
+def numgrad_job(module, forward, arrays, inputs, fwd_outputs, douts, wrt):
+    """A runner 'numgrad' job: numeric gradients of sum <out, dout> of the reference forward."""
+    options = {
+        "module": module,
+        "forward": forward,
+        "inputs": list(inputs),
+        "fwd_outputs": list(fwd_outputs),
+        "douts": dict(douts),
+        "wrt": list(wrt),
+    }
+    return Job("numgrad", options, arrays)
+
+
+def values_check(question, points, module, forward, arrays, inputs, outputs, tol=VALUE_TOL, **kw):
+    """Forward outputs of the submission compared with the reference's on the same fresh inputs."""
+    job = call_job(module, forward, arrays, inputs, outputs, **kw)
+
+    def judge(ctx):
+        reference = ctx.reference[0].arrays
+        return compare_many(
+            [
+                (f"{forward} {key}", lambda key=key: value(ctx.student[0], key, forward), reference[key])
+                for key in outputs
+                if key
+            ],
+            tol,
+        )
+
+    return HiddenCheck(question, f"{forward} values", points, [job], [job], judge)
+
+
+def gradients_check(question, points, module, forward, backward, arrays, inputs, fwd_outputs, douts, grads):
+    """The submission's backward pass against numeric gradients of the reference forward pass.
+
+    douts: {forward output: upstream array name}; grads: [(backward output name or None, input name)].
+    """
+    student = call_job(
+        module,
+        forward,
+        arrays,
+        inputs,
+        [*fwd_outputs, None],
+        backward=backward,
+        douts=list(douts.values()),
+        bwd_outputs=[g for g, _ in grads],
+    )
+    reference = numgrad_job(module, forward, arrays, inputs, fwd_outputs, douts, [x for g, x in grads if g])
+
+    def judge(ctx):
+        numeric = ctx.reference[0].arrays
+        return compare_many(
+            [
+                (f"{backward} {g}", lambda g=g: value(ctx.student[0], g, backward), numeric[f"num_{x}"])
+                for g, x in grads
+                if g
+            ],
+            GRAD_TOL,
+            gradient_error,
+        )
+
+    return HiddenCheck(question, f"{backward} gradients", points, [student], [reference], judge)
+
+
+def merge(question, name, points, *checks):
+    """One check made of several: their jobs run in one process, the fraction is the mean of theirs."""
+    student, reference, spans = [], [], []
+    for check in checks:
+        spans.append((check, len(student), len(reference)))
+        student += check.student
+        reference += check.reference
+
+    def judge(ctx):
+        fractions, texts = [], []
+        for check, s, r in spans:
+            fraction, text = run_judge(check, ctx.view(s, len(check.student), r, len(check.reference)))
+            fractions.append(fraction)
+            texts.append(text)
+        return sum(fractions) / len(fractions), "\n".join(texts)
+
+    return HiddenCheck(question, name, points, student, reference, judge)

@@ -1,0 +1,71 @@
+"""How a grading is reported: Gradescope-shaped entries, the text table, the CSV gradebook.
+
+The questions, their titles and their order are the manifest's (asgn3/assignment.py).
+"""
+
+import csv
+
+from asgn3.assignment import QUESTIONS, question, total_points
+
+
+def test_entry(check, fraction, text):
+    """One Gradescope test entry: name, score, max_score, output (and the question, for the gradebook)."""
+    fraction = min(max(float(fraction), 0.0), 1.0)
+    return {
+        "name": f"{check.question} {question(check.question).title}: {check.name}",
+        "score": round(check.points * fraction, 2),
+        "max_score": check.points,
+        "status": "passed" if fraction == 1.0 else "failed",
+        "output": text,
+        "question": check.question,
+    }
+
+
+def question_scores(result):
+    """{question key: [score, max_score]} from a result dict, every question of the manifest."""
+    totals = {q.key: [0.0, 0.0] for q in QUESTIONS}
+    for test in result["tests"]:
+        totals[test["question"]][0] += test["score"]
+        totals[test["question"]][1] += test["max_score"]
+    return totals
+
+
+def format_table(result, title=""):
+    """The result as a text table: one line per check, then the questions and the total."""
+    lines = [title] if title else []
+    width = max([len(t["name"]) for t in result["tests"]] + [20])
+    lines.append(f"{'check':<{width}}  {'points':>11}  result")
+    for test in result["tests"]:
+        failures = [line for line in test["output"].splitlines() if not line.endswith(" OK")]
+        why = f"  {failures[0][:100]}" if test["status"] != "passed" and failures else ""
+        lines.append(
+            f"{test['name']:<{width}}  {test['score']:>5g} / {test['max_score']:<3g}  {test['status']}{why}"
+        )
+    for key, (score, maximum) in question_scores(result).items():
+        if maximum:
+            lines.append(f"{key} {question(key).title}: {score:g} / {maximum:g}")
+    total = sum(t["max_score"] for t in result["tests"])
+    lines.append(f"TOTAL: {result['score']:g} / {total:g}")
+    lines.append(result["output"])
+    return "\n".join(lines)
+
+
+def write_gradebook(csv_path, rows):
+    """The CSV gradebook of a batch: rows of (submission file name, result dict or None, error text).
+
+    One line per submission: its score, the maximum, the score of each question, seconds, notes (why
+    it was refused, or the grader's error).
+    """
+    keys = [q.key for q in QUESTIONS]
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["submission", "score", "max_score", *keys, "seconds", "notes"])
+        for name, result, error in rows:
+            if result is None:
+                writer.writerow([name, 0, total_points(), *[0] * len(keys), "", error])
+                continue
+            per_question = question_scores(result)
+            maximum = sum(t["max_score"] for t in result["tests"])
+            refused = result["output"].splitlines()[0] if "refused" in result["output"] else ""
+            scores = [round(per_question[key][0], 2) for key in keys]
+            writer.writerow([name, result["score"], maximum, *scores, result["execution_time"], refused])
