@@ -33,6 +33,13 @@ from asgn3.trainer import UPDATE_RULES, Progress, Trainer, decay_learning_rate
 BEST_BY = ("val_loss", "bleu4")
 
 
+def _trainer_attribute(name):
+    """A solver attribute that reads and writes the attribute `name` of its trainer."""
+    return property(
+        lambda self: getattr(self.trainer, name), lambda self, value: setattr(self.trainer, name, value)
+    )
+
+
 class CaptioningSolver:
     """
     A CaptioningSolver encapsulates all the logic necessary for training image captioning models. It
@@ -138,10 +145,10 @@ class CaptioningSolver:
         self.best_params = {k: v.copy() for k, v in self.model.params.items()}
 
     # The run's counters and optimizer state live in the trainer; these are the classic names for them.
-    epoch = property(lambda self: self.trainer.epoch)
-    iteration = property(lambda self: self.trainer.iteration)
-    loss_history = property(lambda self: self.trainer.loss_history)
-    optim_configs = property(lambda self: self.trainer.optim_configs)
+    epoch = _trainer_attribute("epoch")
+    iteration = _trainer_attribute("iteration")
+    loss_history = _trainer_attribute("loss_history")
+    optim_configs = _trainer_attribute("optim_configs")
 
     # -- Training ---------------------------------------------------------------------------------------
 
@@ -313,9 +320,9 @@ class CaptioningSolver:
                 )
         self.model.params.update(saved["params"])
         self.best_params = saved["best_params"]
-        self.trainer.optim_configs = saved["optim_configs"]
-        self.trainer.epoch, self.trainer.iteration = state["epoch"], state["iteration"]
-        self.trainer.loss_history = list(state["loss_history"])
+        self.optim_configs = saved["optim_configs"]
+        self.epoch, self.iteration = state["epoch"], state["iteration"]
+        self.loss_history = list(state["loss_history"])
         self.best_score = state["best_score"]
         self.val_epochs = list(state["val_epochs"])
         self.val_loss_history = list(state["val_loss_history"])
