@@ -87,7 +87,8 @@ class Trainer:
         if not np.isfinite(loss):
             rate = next(iter(self.optim_configs.values()), {}).get("learning_rate")
             raise FloatingPointError(
-                f"loss became {loss} at iteration {self.iteration + 1}: lower the learning rate (now {rate})"
+                f"loss became {loss} at iteration {self.iteration + 1}: lower the learning rate "
+                f"(now {rate}), or check the loss function and its gradients"
             )
         update = getattr(optim, self.update_rule)
         for name, w in self.model.params.items():
