@@ -28,7 +28,7 @@ import numpy as np
 from asgn3.caption_metrics import bleu_scores
 from asgn3.checkpoint import load_checkpoint, save_checkpoint
 from asgn3.coco_utils import decode_captions, sample_coco_minibatch
-from asgn3.trainer import UPDATE_RULES, Progress, Trainer, decay_learning_rate
+from asgn3.trainer import Progress, Trainer, decay_learning_rate
 
 BEST_BY = ("val_loss", "bleu4")
 
@@ -111,8 +111,6 @@ class CaptioningSolver:
                 f"verbose, seed, val_every, num_val_captions, num_val_images, best_by, "
                 f"checkpoint_path"
             )
-        if self.update_rule not in UPDATE_RULES:
-            raise ValueError(f"invalid update_rule {self.update_rule!r}: use one of {UPDATE_RULES}")
         if self.best_by not in BEST_BY:
             raise ValueError(f"invalid best_by {self.best_by!r}: use one of {BEST_BY}")
         for key in ("train_captions", "train_image_idxs", "train_features"):
@@ -131,7 +129,8 @@ class CaptioningSolver:
         self._reset()
 
     def _reset(self):
-        """Set up a fresh run: its trainer with the per-epoch callbacks, and the validation bookkeeping."""
+        """Set up a fresh run: its trainer (which checks update_rule) with the per-epoch callbacks, and the
+        validation bookkeeping."""
         self.trainer = Trainer(self.model, self.update_rule, self.optim_config)
         self.progress = Progress(self.verbose, self.print_every)
         self.trainer.add_callback("on_epoch_end", decay_learning_rate(self.lr_decay))
@@ -178,6 +177,7 @@ class CaptioningSolver:
             self._validate()
 
     def _checkpoint(self, trainer):
+        """Write the checkpoint of the epoch just ended, when checkpoint_path is set."""
         if self.checkpoint_path is not None:
             self.save_checkpoint(self.checkpoint_path)
 
