@@ -5,12 +5,15 @@ Every layer is a pair: `*_forward` returns `(out, cache)` and `*_backward(dout, 
 gradients in the order of the forward's array inputs. Shapes: N batch, T time steps, D input dim,
 H hidden dim, V vocabulary size, M output dim.
 
-The sequence layers (`rnn_forward`, `lstm_forward`) multiply the inputs of all T time steps by Wx in one
-matrix product before the loop, and hand each step its projected input with `Wx=None`; only the
-recurrence (which needs the previous hidden state) loops over time.
+The step functions are the classic ones, written to be read. The sequence functions give the numbers of a
+loop over the steps, but the reference computes them in a faster form: the input projections of all T
+steps in one matrix product, the gates in preallocated buffers, the weight gradients as one product after
+the loop, and a single BLAS thread for the small per-step products (asgn3/blas_threads.py).
 """
 
 import numpy as np
+
+from asgn3.blas_threads import blas_threads_for
 
 
 def _check_sequence_inputs(x, h0, Wx, Wh, b, gates):
@@ -34,10 +37,9 @@ def rnn_step_forward(x, prev_h, Wx, Wh, b):
     Run one time step of a vanilla RNN with a tanh activation.
 
     Inputs:
-    - x: Input data for this time step, of shape (N, D); or, when Wx is None, the input projection
-      x @ Wx already computed, of shape (N, H)
+    - x: Input data for this time step, of shape (N, D)
     - prev_h: Hidden state from the previous time step, of shape (N, H)
-    - Wx: Weight matrix for input-to-hidden connections, of shape (D, H), or None (see x)
+    - Wx: Weight matrix for input-to-hidden connections, of shape (D, H)
     - Wh: Weight matrix for hidden-to-hidden connections, of shape (H, H)
     - b: Biases of shape (H,)
 
@@ -49,13 +51,11 @@ def rnn_step_forward(x, prev_h, Wx, Wh, b):
     ###########################################################################
     # TODO: Implement a single forward step of the vanilla RNN:               #
     #   next_h = tanh(x Wx + prev_h Wh + b)                                   #
-    # When Wx is None, x already holds x Wx (rnn_forward projects all time    #
-    # steps at once): use it as it is. Store in cache what the backward pass  #
-    # needs; tanh's derivative can be written with next_h alone.              #
+    # Store in cache what the backward pass needs; tanh's derivative can be   #
+    # written with next_h alone.                                              #
     ###########################################################################
     # *****START OF YOUR CODE*****
-    xw = x if Wx is None else x @ Wx
-    next_h = np.tanh(xw + prev_h @ Wh + b)
+    next_h = np.tanh(x @ Wx + prev_h @ Wh + b)
     cache = (x, prev_h, Wx, Wh, next_h)
     # *****END OF YOUR CODE*****
     return next_h, cache
@@ -70,10 +70,9 @@ def rnn_step_backward(dnext_h, cache):
     - cache: Cache object from the forward pass
 
     Returns a tuple of:
-    - dx: Gradient of the input data, of shape (N, D); when the forward got Wx=None, the gradient of the
-      projected input, of shape (N, H)
+    - dx: Gradient of the input data, of shape (N, D)
     - dprev_h: Gradient of the previous hidden state, of shape (N, H)
-    - dWx: Gradient of input-to-hidden weights, of shape (D, H), or None when the forward got Wx=None
+    - dWx: Gradient of input-to-hidden weights, of shape (D, H)
     - dWh: Gradient of hidden-to-hidden weights, of shape (H, H)
     - db: Gradient of biases, of shape (H,)
     """
@@ -82,16 +81,13 @@ def rnn_step_backward(dnext_h, cache):
     # TODO: Implement the backward pass for a single step of a vanilla RNN.   #
     # Hint: d tanh(a) / da = 1 - tanh(a)**2. First find da, the gradient of   #
     # the pre-activation (N, H); every other gradient is a product with it.   #
-    # When the forward got Wx=None, dx is da itself and dWx is None.          #
     ###########################################################################
     # *****START OF YOUR CODE*****
     x, prev_h, Wx, Wh, next_h = cache
     da = dnext_h * (1 - next_h * next_h)
-    if Wx is None:
-        dx, dWx = da, None
-    else:
-        dx, dWx = da @ Wx.T, x.T @ da
+    dx = da @ Wx.T
     dprev_h = da @ Wh.T
+    dWx = x.T @ da
     dWh = prev_h.T @ da
     db = da.sum(axis=0)
     # *****END OF YOUR CODE*****
@@ -120,22 +116,27 @@ def rnn_forward(x, h0, Wx, Wh, b):
     h, cache = None, None
     ###########################################################################
     # TODO: Implement forward pass for a vanilla RNN running on a sequence of #
-    # input data. Compute the input projection of all T steps in one matrix   #
-    # product, xw = x Wx of shape (N, T, H) (reshape x to (N*T, D) first);    #
-    # then loop over time, calling rnn_step_forward(xw[:, t], prev_h, None,   #
-    # Wh, b) and keeping every step's cache.                                  #
+    # input data. Loop over time, calling rnn_step_forward(x[:, t], prev_h,   #
+    # Wx, Wh, b) and keeping every step's hidden state and cache.             #
+    # (Optional speed-up: x Wx + b does not depend on the previous step, so   #
+    # all T input projections can be one matrix product before the loop.)    #
     ###########################################################################
     # *****START OF YOUR CODE*****
+    # The fast form of the step loop: the input projections of all T steps are one matrix product, made
+    # time-major (T, N, H) so that every step reads a contiguous block; the loop keeps only what needs the
+    # previous step, and each step's tanh writes into the preallocated hidden states.
     N, T, D = x.shape
-    xw = (x.reshape(N * T, D) @ Wx).reshape(N, T, -1)
-    h = np.empty_like(xw)
-    step_caches = []
-    prev_h = h0
-    for t in range(T):
-        prev_h, step_cache = rnn_step_forward(xw[:, t], prev_h, None, Wh, b)
-        h[:, t] = prev_h
-        step_caches.append(step_cache)
-    cache = (x, Wx, Wh, step_caches)
+    x_steps = x.transpose(1, 0, 2).reshape(T * N, D)
+    hs = (x_steps @ Wx).reshape(T, N, -1)  # becomes the hidden states, step by step
+    hs += b
+    recurrent = np.empty_like(hs[0])  # prev_h Wh
+    with blas_threads_for(N * Wh.size):
+        prev_h = h0
+        for t in range(T):
+            hs[t] += np.matmul(prev_h, Wh, out=recurrent)
+            prev_h = np.tanh(hs[t], out=hs[t])
+    h = np.ascontiguousarray(hs.transpose(1, 0, 2))
+    cache = (x_steps, h0, Wx, Wh, hs)
     # *****END OF YOUR CODE*****
     return h, cache
 
@@ -160,24 +161,29 @@ def rnn_backward(dh, cache):
     # TODO: Implement the backward pass for a vanilla RNN running an entire   #
     # sequence of data. Loop backward in time: the hidden state of step t     #
     # receives dh[:, t] from above plus the dprev_h coming back from step     #
-    # t+1. rnn_step_backward gives the gradient of each step's projected      #
-    # input (N, H); stack them into dxw (N, T, H) and finish with one matrix  #
-    # product each for dx and dWx. dWh and db are sums over time.             #
+    # t+1; rnn_step_backward gives the gradients of step t. dWx, dWh and db   #
+    # are sums over time.                                                     #
     ###########################################################################
     # *****START OF YOUR CODE*****
-    x, Wx, Wh, step_caches = cache
-    N, T, D = x.shape
-    dxw = np.empty_like(dh)
-    dprev_h = np.zeros_like(dh[:, 0])
-    dWh, db = np.zeros_like(Wh), np.zeros(Wh.shape[1], dtype=Wh.dtype)
-    for t in reversed(range(T)):
-        dxw[:, t], dprev_h, _, dWh_t, db_t = rnn_step_backward(dh[:, t] + dprev_h, step_caches[t])
-        dWh += dWh_t
-        db += db_t
+    # The fast form: the loop computes only da, the gradient of every step's pre-activation, and dprev_h;
+    # the weight, bias and input gradients are then sums over all steps, i.e. one matrix product each.
+    x_steps, h0, Wx, Wh, hs = cache
+    T, N, H = hs.shape
+    da = np.empty_like(hs)
+    dprev_h = np.zeros_like(hs[0])
+    Wh_T = np.ascontiguousarray(Wh.T)  # a contiguous copy: the small per-step product runs faster on it
+    with blas_threads_for(N * Wh.size):
+        for t in reversed(range(T)):
+            np.add(dh[:, t], dprev_h, out=da[t])
+            da[t] *= 1 - hs[t] * hs[t]
+            np.matmul(da[t], Wh_T, out=dprev_h)
     dh0 = dprev_h
-    dxw = dxw.reshape(N * T, -1)
-    dx = (dxw @ Wx.T).reshape(N, T, D)
-    dWx = x.reshape(N * T, D).T @ dxw
+    da = da.reshape(T * N, H)
+    prev_hs = np.concatenate([h0[None], hs[:-1]]).reshape(T * N, H)
+    dx = np.ascontiguousarray((da @ Wx.T).reshape(T, N, -1).transpose(1, 0, 2))
+    dWx = x_steps.T @ da
+    dWh = prev_hs.T @ da
+    db = da.sum(axis=0)
     # *****END OF YOUR CODE*****
     return dx, dh0, dWx, dWh, db
 
@@ -274,11 +280,10 @@ def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
     The input data has dimension D, the hidden state has dimension H, and we use a minibatch size of N.
 
     Inputs:
-    - x: Input data, of shape (N, D); or, when Wx is None, the input projection x @ Wx already
-      computed, of shape (N, 4H)
+    - x: Input data, of shape (N, D)
     - prev_h: Previous hidden state, of shape (N, H)
     - prev_c: previous cell state, of shape (N, H)
-    - Wx: Input-to-hidden weights, of shape (D, 4H), or None (see x)
+    - Wx: Input-to-hidden weights, of shape (D, 4H)
     - Wh: Hidden-to-hidden weights, of shape (H, 4H)
     - b: Biases, of shape (4H,)
 
@@ -295,19 +300,17 @@ def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
     #   i = sigmoid(a[:, :H]), f = sigmoid(a[:, H:2H]),                       #
     #   o = sigmoid(a[:, 2H:3H]), g = tanh(a[:, 3H:]).                        #
     #   next_c = f * prev_c + i * g,   next_h = o * tanh(next_c).             #
-    # When Wx is None, x already holds x Wx. Use the stable sigmoid above.    #
+    # Use the stable sigmoid above.                                           #
     ###########################################################################
     # *****START OF YOUR CODE*****
     H = prev_h.shape[1]
-    a = (x if Wx is None else x @ Wx) + prev_h @ Wh + b
-    gates = np.empty_like(a)
-    gates[:, : 3 * H] = sigmoid(a[:, : 3 * H])
-    gates[:, 3 * H :] = np.tanh(a[:, 3 * H :])
-    i, f, o, g = gates[:, :H], gates[:, H : 2 * H], gates[:, 2 * H : 3 * H], gates[:, 3 * H :]
+    a = x @ Wx + prev_h @ Wh + b
+    i, f, o = sigmoid(a[:, :H]), sigmoid(a[:, H : 2 * H]), sigmoid(a[:, 2 * H : 3 * H])
+    g = np.tanh(a[:, 3 * H :])
     next_c = f * prev_c + i * g
     tanh_c = np.tanh(next_c)
     next_h = o * tanh_c
-    cache = (x, prev_h, prev_c, Wx, Wh, gates, tanh_c)
+    cache = (x, prev_h, prev_c, Wx, Wh, i, f, o, g, tanh_c)
     # *****END OF YOUR CODE*****
     return next_h, next_c, cache
 
@@ -322,11 +325,10 @@ def lstm_step_backward(dnext_h, dnext_c, cache):
     - cache: Values from the forward pass
 
     Returns a tuple of:
-    - dx: Gradient of input data, of shape (N, D); when the forward got Wx=None, the gradient of the
-      projected input, of shape (N, 4H)
+    - dx: Gradient of input data, of shape (N, D)
     - dprev_h: Gradient of previous hidden state, of shape (N, H)
     - dprev_c: Gradient of previous cell state, of shape (N, H)
-    - dWx: Gradient of input-to-hidden weights, of shape (D, 4H), or None when the forward got Wx=None
+    - dWx: Gradient of input-to-hidden weights, of shape (D, 4H)
     - dWh: Gradient of hidden-to-hidden weights, of shape (H, 4H)
     - db: Gradient of biases, of shape (4H,)
     """
@@ -338,26 +340,16 @@ def lstm_step_backward(dnext_h, dnext_c, cache):
     # i*g to the four gates, and through each gate's nonlinearity to da       #
     # (N, 4H), in the order i, f, o, g. HINT: sigmoid'(a) = s * (1 - s) and   #
     # tanh'(a) = 1 - t**2 with s, t the values kept from the forward pass.    #
-    # When the forward got Wx=None, dx is da itself and dWx is None.          #
     ###########################################################################
     # *****START OF YOUR CODE*****
-    x, prev_h, prev_c, Wx, Wh, gates, tanh_c = cache
-    H = prev_h.shape[1]
-    i, f, o, g = gates[:, :H], gates[:, H : 2 * H], gates[:, 2 * H : 3 * H], gates[:, 3 * H :]
+    x, prev_h, prev_c, Wx, Wh, i, f, o, g, tanh_c = cache
     dc = dnext_c + dnext_h * o * (1 - tanh_c * tanh_c)
-    da = np.empty_like(gates)  # first the gradients of the gates i, f, o, g ...
-    da[:, :H] = dc * g
-    da[:, H : 2 * H] = dc * prev_c
-    da[:, 2 * H : 3 * H] = dnext_h * tanh_c
-    da[:, 3 * H :] = dc * i
-    da[:, : 3 * H] *= gates[:, : 3 * H] * (1 - gates[:, : 3 * H])  # ... then through their nonlinearities
-    da[:, 3 * H :] *= 1 - g * g
+    di, df, do, dg = dc * g, dc * prev_c, dnext_h * tanh_c, dc * i
+    da = np.concatenate([di * i * (1 - i), df * f * (1 - f), do * o * (1 - o), dg * (1 - g * g)], axis=1)
     dprev_c = dc * f
-    if Wx is None:
-        dx, dWx = da, None
-    else:
-        dx, dWx = da @ Wx.T, x.T @ da
+    dx = da @ Wx.T
     dprev_h = da @ Wh.T
+    dWx = x.T @ da
     dWh = prev_h.T @ da
     db = da.sum(axis=0)
     # *****END OF YOUR CODE*****
@@ -390,21 +382,39 @@ def lstm_forward(x, h0, Wx, Wh, b):
     h, cache = None, None
     ###########################################################################
     # TODO: Implement the forward pass for an LSTM over an entire timeseries. #
-    # As in rnn_forward: project all T inputs at once (xw = x Wx, shape       #
-    # (N, T, 4H)), then loop over time with lstm_step_forward(xw[:, t],       #
-    # prev_h, prev_c, None, Wh, b). The first cell state is zeros (N, H).     #
+    # As in rnn_forward, loop over time with lstm_step_forward(x[:, t],       #
+    # prev_h, prev_c, Wx, Wh, b). The first cell state is zeros (N, H).       #
     ###########################################################################
     # *****START OF YOUR CODE*****
+    # The fast form of the step loop (same numbers): one matrix product for the input projections of all
+    # steps, time-major (T, N, 4H) so that each step reads one contiguous block, which then becomes the
+    # step's gates in place. The sigmoid is computed as (1 + tanh(a/2)) / 2, the same function, stable,
+    # in fewer passes than exp.
     N, T, D = x.shape
-    xw = (x.reshape(N * T, D) @ Wx).reshape(N, T, -1)
-    h = np.empty((N, T, h0.shape[1]), dtype=xw.dtype)
-    step_caches = []
-    prev_h, prev_c = h0, np.zeros_like(h0)
-    for t in range(T):
-        prev_h, prev_c, step_cache = lstm_step_forward(xw[:, t], prev_h, prev_c, None, Wh, b)
-        h[:, t] = prev_h
-        step_caches.append(step_cache)
-    cache = (x, Wx, Wh, step_caches)
+    H = h0.shape[1]
+    x_steps = x.transpose(1, 0, 2).reshape(T * N, D)
+    gates = (x_steps @ Wx).reshape(T, N, 4 * H)  # a, then the gates i, f, o, g of every step
+    gates += b
+    hs = np.empty((T + 1, N, H), dtype=gates.dtype)  # hs[0] = h0, hs[t + 1] = the hidden state of step t
+    cs = np.zeros((T + 1, N, H), dtype=gates.dtype)  # the same for the cell states, cs[0] = 0
+    tanh_cs = np.empty((T, N, H), dtype=gates.dtype)
+    recurrent = np.empty((N, 4 * H), dtype=gates.dtype)  # prev_h Wh
+    hs[0] = h0
+    with blas_threads_for(N * Wh.size):
+        for t in range(T):
+            a = gates[t]
+            a += np.matmul(hs[t], Wh, out=recurrent)
+            a[:, : 3 * H] *= 0.5
+            np.tanh(a, out=a)
+            a[:, : 3 * H] *= 0.5
+            a[:, : 3 * H] += 0.5
+            i, f, o, g = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
+            np.multiply(f, cs[t], out=cs[t + 1])
+            cs[t + 1] += i * g
+            np.tanh(cs[t + 1], out=tanh_cs[t])
+            np.multiply(o, tanh_cs[t], out=hs[t + 1])
+    h = np.ascontiguousarray(hs[1:].transpose(1, 0, 2))
+    cache = (x_steps, Wx, Wh, gates, hs, cs, tanh_cs)
     # *****END OF YOUR CODE*****
     return h, cache
 
@@ -427,28 +437,42 @@ def lstm_backward(dh, cache):
     dx, dh0, dWx, dWh, db = None, None, None, None, None
     ###########################################################################
     # TODO: Implement the backward pass for an LSTM over an entire timeseries #
-    # of data. As in rnn_backward, loop backward in time, carrying dprev_h    #
-    # and dprev_c (both start at zero); collect the gradient of each step's   #
-    # projected input into dxw (N, T, 4H) and finish with one matrix product  #
-    # each for dx and dWx.                                                    #
+    # of data. As in rnn_backward, loop backward in time with                 #
+    # lstm_step_backward, carrying dprev_h and dprev_c (both start at zero),  #
+    # and sum the weight and bias gradients over time.                        #
     ###########################################################################
     # *****START OF YOUR CODE*****
-    x, Wx, Wh, step_caches = cache
-    N, T, D = x.shape
-    dxw = np.empty((N, T, Wx.shape[1]), dtype=dh.dtype)
-    dprev_h = np.zeros_like(dh[:, 0])
-    dprev_c = np.zeros_like(dprev_h)
-    dWh, db = np.zeros_like(Wh), np.zeros(Wh.shape[1], dtype=Wh.dtype)
-    for t in reversed(range(T)):
-        dxw[:, t], dprev_h, dprev_c, _, dWh_t, db_t = lstm_step_backward(
-            dh[:, t] + dprev_h, dprev_c, step_caches[t]
-        )
-        dWh += dWh_t
-        db += db_t
+    # The fast form: the loop computes da (the gradient of every step's pre-activation, in place of the
+    # gates it no longer needs), dprev_h and dprev_c; the weight, bias and input gradients are sums over
+    # all steps, one matrix product each after the loop.
+    x_steps, Wx, Wh, gates, hs, cs, tanh_cs = cache
+    T, N, H4 = gates.shape
+    H = H4 // 4
+    da = np.empty_like(gates)
+    dprev_h = np.zeros((N, H), dtype=gates.dtype)
+    dc = np.zeros((N, H), dtype=gates.dtype)
+    Wh_T = np.ascontiguousarray(Wh.T)  # a contiguous copy: the small per-step product runs faster on it
+    with blas_threads_for(N * Wh.size):
+        for t in reversed(range(T)):
+            s = gates[t]
+            i, f, o, g = s[:, :H], s[:, H : 2 * H], s[:, 2 * H : 3 * H], s[:, 3 * H :]
+            dnext_h = dh[:, t] + dprev_h
+            dc += dnext_h * o * (1 - tanh_cs[t] * tanh_cs[t])
+            d = da[t]  # first the gradients of the gates i, f, o, g, then through their nonlinearities
+            np.multiply(dc, g, out=d[:, :H])
+            np.multiply(dc, cs[t], out=d[:, H : 2 * H])
+            np.multiply(dnext_h, tanh_cs[t], out=d[:, 2 * H : 3 * H])
+            np.multiply(dc, i, out=d[:, 3 * H :])
+            d[:, : 3 * H] *= s[:, : 3 * H] * (1 - s[:, : 3 * H])
+            d[:, 3 * H :] *= 1 - g * g
+            dc *= f
+            np.matmul(d, Wh_T, out=dprev_h)
     dh0 = dprev_h
-    dxw = dxw.reshape(N * T, -1)
-    dx = (dxw @ Wx.T).reshape(N, T, D)
-    dWx = x.reshape(N * T, D).T @ dxw
+    da = da.reshape(T * N, H4)
+    dx = np.ascontiguousarray((da @ Wx.T).reshape(T, N, -1).transpose(1, 0, 2))
+    dWx = x_steps.T @ da
+    dWh = hs[:-1].reshape(T * N, H).T @ da
+    db = da.sum(axis=0)
     # *****END OF YOUR CODE*****
     return dx, dh0, dWx, dWh, db
 

@@ -7,8 +7,10 @@ that the ratios mean something on a busy or a slow machine.
 
 import os
 import time
+from contextlib import contextmanager
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 # The clock median_seconds reads: wall time by default. set_clock("cpu") switches to the process's CPU
 # time, which other programs on a busy machine disturb much less; with one BLAS thread
@@ -47,6 +49,47 @@ def median_seconds(fn, repeats=5, warmup=1):
         fn()
         times.append(_clock() - start)
     return float(np.median(times))
+
+
+def interleaved_medians(fns, repeats=5, warmup=1):
+    """
+    Time several callables round by round, each once per round, so that a change of load on a busy
+    machine slows them alike, and return the median time of each.
+
+    Inputs:
+    - fns: list of callables taking no argument
+    - repeats: number of timed rounds (>= 1)
+    - warmup: number of untimed rounds first
+
+    Returns:
+    - seconds: list of floats, the median time of each callable (wall time unless set_clock("cpu"))
+    """
+    if repeats < 1:
+        raise ValueError(f"expected repeats >= 1, got {repeats}")
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, fn_times in zip(fns, times, strict=True):
+            start = _clock()
+            fn()
+            fn_times.append(_clock() - start)
+    return [float(np.median(fn_times)) for fn_times in times]
+
+
+@contextmanager
+def threads(n, torch=None):
+    """Inside the block numpy's BLAS (and torch, when given) use n threads; the previous counts after it."""
+    previous = torch.get_num_threads() if torch is not None else None
+    with threadpool_limits(limits=n, user_api="blas"):
+        if torch is not None:
+            torch.set_num_threads(n)
+        try:
+            yield
+        finally:
+            if torch is not None:
+                torch.set_num_threads(previous)
 
 
 def gemm_gflops(n=1024, dtype=np.float32, repeats=5):

@@ -1,22 +1,25 @@
 """Benchmark of the recurrent layers (asgn3/rnn_layers.py): LSTM and vanilla RNN forward+backward in float32
-at N=100, T=16, D=256, H=512, in milliseconds and GFLOP/s next to numpy's own float32 GEMM rate, and the
-ratio to torch.nn.LSTM / torch.nn.RNN on the same shapes when torch happens to be installed (it is never a
-dependency of the kit). Target: within 1.5x of torch's time.
+at N=100, T=16, D=256, H=512, with one BLAS thread and with two, in milliseconds and GFLOP/s next to numpy's
+own float32 GEMM rate, and the ratio to torch.nn.LSTM / torch.nn.RNN on the same shapes and thread count
+when torch happens to be installed (it is never a dependency of the kit). Targets: the LSTM at most 1.0x
+torch's time with one thread, at most 1.25x with two.
 
-    python bench/rnn.py                  # under a minute on two idle cores
+    python bench/rnn.py                  # about a minute on two idle cores
     python bench/rnn.py --repeats 3      # fewer timed runs
-    OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 python bench/rnn.py --cpu-time   # one core, on a busy machine
+    python bench/rnn.py --cpu-time       # the process's CPU time instead of wall time (busy machine)
 
-Every time is a median over --repeats runs. The GFLOP/s count only the matrix products, which are nearly
-all the work: per time step and per gate block, forward x Wx and h Wh, backward dx, dWx, dh and dWh, so
-forward+backward is 3 * 2 N T (D + H) kH flops with k = 4 for the LSTM and 1 for the RNN.
+Every time is a median over --repeats rounds; in each round the kit's forward, its backward and torch's
+forward+backward run one after the other, so that a busy machine slows all of them alike. The GFLOP/s
+count only the matrix products, which are nearly all the work: per time step and per gate block, forward
+x Wx and h Wh, backward dx, dWx, dh and dWh, so forward+backward is 3 * 2 N T (D + H) kH flops with k = 4
+for the LSTM and 1 for the RNN. torch is told the same number of threads (torch.set_num_threads).
 """
 
 import argparse
 import os
 
 import numpy as np
-from common import gemm_gflops, machine_line, median_seconds, set_clock, try_import_torch
+from common import gemm_gflops, interleaved_medians, machine_line, set_clock, threads, try_import_torch
 
 from asgn3 import rnn_layers
 
@@ -38,17 +41,9 @@ def problem(N, T, D, H, gates, seed=0):
     return x, h0, Wx, Wh, b, dh
 
 
-def numpy_seconds(forward, backward, x, h0, Wx, Wh, b, dh, repeats):
-    """Median seconds of the kit's forward pass and of its backward pass."""
-    _, cache = forward(x, h0, Wx, Wh, b)
-    t_forward = median_seconds(lambda: forward(x, h0, Wx, Wh, b), repeats=repeats)
-    t_backward = median_seconds(lambda: backward(dh, cache), repeats=repeats)
-    return t_forward, t_backward
-
-
-def torch_seconds(torch, cell, x, h0, Wx, Wh, b, dh, repeats):
-    """Median seconds of torch.nn.LSTM (or RNN, tanh) forward + backward on the same float32 arrays,
-    with the gradients of the input and of h0 as well as of the weights, like the kit's backward."""
+def torch_step(torch, cell, x, h0, Wx, Wh, b, dh):
+    """A callable running torch.nn.LSTM (or RNN, tanh) forward + backward on the same float32 arrays, with
+    the gradients of the input and of h0 as well as of the weights, like the kit's backward."""
     D, H = x.shape[2], h0.shape[1]
     module = (torch.nn.LSTM if cell == "lstm" else torch.nn.RNN)(D, H, batch_first=True)
     with torch.no_grad():  # the same weights (torch keeps them transposed, gates in the order i, f, g, o)
@@ -67,7 +62,32 @@ def torch_seconds(torch, cell, x, h0, Wx, Wh, b, dh, repeats):
         tx.grad = th0.grad = None
         out.backward(tdh)
 
-    return median_seconds(step, repeats=repeats)
+    return step
+
+
+def time_cell(cell, shape, n_threads, repeats, torch):
+    """Print one line: the kit's forward and backward times, its GFLOP/s, and the ratio to torch."""
+    N, T, D, H = shape
+    gates, forward, backward = CELLS[cell]
+    x, h0, Wx, Wh, b, dh = problem(N, T, D, H, gates)
+    with threads(n_threads, torch):
+        gemm = gemm_gflops(n=1024, dtype=np.float32, repeats=repeats)
+        _, cache = forward(x, h0, Wx, Wh, b)
+        fns = [lambda: forward(x, h0, Wx, Wh, b), lambda: backward(dh, cache)]
+        if torch is not None:
+            fns.append(torch_step(torch, cell, x, h0, Wx, Wh, b, dh))
+        seconds = interleaved_medians(fns, repeats=repeats)
+    t_f, t_b = seconds[:2]
+    total = t_f + t_b
+    rate = 3 * 2 * N * T * (D + H) * gates * H / total / 1e9
+    line = (
+        f"  {cell:4s} {n_threads} thread{'s' if n_threads > 1 else ' '}  fwd {t_f * 1e3:6.1f} ms  "
+        f"bwd {t_b * 1e3:6.1f} ms  total {total * 1e3:6.1f} ms  {rate:6.1f} GFLOP/s = "
+        f"{rate / gemm:4.2f} x GEMM ({gemm:5.1f} GFLOP/s)"
+    )
+    if torch is not None:
+        line += f"  torch {seconds[2] * 1e3:6.1f} ms: ours takes {total / seconds[2]:4.2f} x torch's time"
+    print(line)
 
 
 def main():
@@ -84,7 +104,7 @@ def main():
     parser.add_argument(
         "--cpu-time",
         action="store_true",
-        help="time with the process's CPU time instead of wall time (use with one thread)",
+        help="time with the process's CPU time instead of wall time (meaningful for one thread only)",
     )
     args = parser.parse_args()
     set_clock("cpu" if args.cpu_time else "wall")
@@ -92,24 +112,13 @@ def main():
     N, T, D, H = args.shape
     clock = "CPU time" if args.cpu_time else "wall time"
     print(f"bench/rnn.py: {machine_line()}, load average {os.getloadavg()[0]:.1f}, medians of {clock}")
-    torch_found = f"{torch.__version__} ({torch.get_num_threads()} threads)" if torch else "not installed"
+    torch_found = torch.__version__ if torch else "not installed"
     print(f"torch: {torch_found}")
-    print(f"\nForward+backward, float32, N={N} T={T} D={D} H={H} (target: within 1.5x of torch's time)")
-    for cell, (gates, forward, backward) in CELLS.items():
-        gemm = gemm_gflops(n=1024, dtype=np.float32, repeats=args.repeats)
-        arrays = problem(N, T, D, H, gates)
-        t_f, t_b = numpy_seconds(forward, backward, *arrays, args.repeats)
-        flops = 3 * 2 * N * T * (D + H) * gates * H
-        rate = flops / (t_f + t_b) / 1e9
-        total = t_f + t_b
-        line = (
-            f"  {cell:4s} fwd {t_f * 1e3:6.1f} ms  bwd {t_b * 1e3:6.1f} ms  total {total * 1e3:6.1f} ms"
-            f"  {rate:6.1f} GFLOP/s = {rate / gemm:4.2f} x GEMM ({gemm:.1f} GFLOP/s)"
-        )
-        if torch is not None:
-            t_torch = torch_seconds(torch, cell, *arrays, args.repeats)
-            line += f"  torch {t_torch * 1e3:6.1f} ms: ours takes {total / t_torch:4.2f} x torch's time"
-        print(line)
+    print(f"\nForward+backward, float32, N={N} T={T} D={D} H={H}")
+    print("(targets: the LSTM at most 1.0x torch's time on one thread, 1.25x on two)")
+    for n_threads in (1, 2):
+        for cell in CELLS:
+            time_cell(cell, args.shape, n_threads, args.repeats, torch)
 
 
 if __name__ == "__main__":

@@ -56,9 +56,6 @@ def test_rnn_step_forward_matches_formula():
     next_h, _ = rl.rnn_step_forward(x[:, 0], h0, Wx, Wh, b)
     expected = np.tanh(x[:, 0] @ Wx + h0 @ Wh + b)
     assert rel_error(next_h, expected) < 1e-12
-    # Wx=None: x is the projection already
-    projected, _ = rl.rnn_step_forward(x[:, 0] @ Wx, h0, None, Wh, b)
-    assert rel_error(projected, expected) < 1e-12
 
 
 def test_rnn_forward_matches_step_loop():
@@ -105,6 +102,60 @@ def test_lstm_forward_matches_step_loop_with_zero_initial_cell():
         assert rel_error(h[:, t], prev_h) < 1e-12
 
 
+def step_loop(cell, x, h0, Wx, Wh, b, dh):
+    """h and the gradients of a plain loop over the step functions, the way the SPEC defines the sequence
+    layers (the reference computes them in a faster form, which must give the same numbers)."""
+    N, T, _ = x.shape
+    prev_h, prev_c, caches, h = h0, np.zeros_like(h0), [], np.empty((N, T, h0.shape[1]))
+    for t in range(T):
+        if cell == "rnn":
+            prev_h, cache = rl.rnn_step_forward(x[:, t], prev_h, Wx, Wh, b)
+        else:
+            prev_h, prev_c, cache = rl.lstm_step_forward(x[:, t], prev_h, prev_c, Wx, Wh, b)
+        h[:, t] = prev_h
+        caches.append(cache)
+    dx, dWx, dWh, db = np.empty_like(x), np.zeros_like(Wx), np.zeros_like(Wh), np.zeros_like(b)
+    dprev_h, dprev_c = np.zeros_like(h0), np.zeros_like(h0)
+    for t in reversed(range(T)):
+        if cell == "rnn":
+            dx[:, t], dprev_h, dWx_t, dWh_t, db_t = rl.rnn_step_backward(dh[:, t] + dprev_h, caches[t])
+        else:
+            dx[:, t], dprev_h, dprev_c, dWx_t, dWh_t, db_t = rl.lstm_step_backward(
+                dh[:, t] + dprev_h, dprev_c, caches[t]
+            )
+        dWx, dWh, db = dWx + dWx_t, dWh + dWh_t, db + db_t
+    return h, (dx, dprev_h, dWx, dWh, db)
+
+
+@pytest.mark.parametrize("cell, gates", [("rnn", 1), ("lstm", 4)])
+def test_sequence_layers_give_the_numbers_of_the_step_loop(cell, gates):
+    rng = np.random.default_rng(7)
+    x, h0, Wx, Wh, b = weights(rng, gates)
+    dh = rng.standard_normal((N, T, H))
+    forward, backward = (
+        (rl.rnn_forward, rl.rnn_backward) if cell == "rnn" else (rl.lstm_forward, rl.lstm_backward)
+    )
+    h, cache = forward(x, h0, Wx, Wh, b)
+    expected_h, expected_grads = step_loop(cell, x, h0, Wx, Wh, b, dh)
+    errors = [rel_error(h, expected_h)] + [
+        rel_error(got, want) for got, want in zip(backward(dh, cache), expected_grads, strict=True)
+    ]
+    print(f"{cell}: relative errors of h, dx, dh0, dWx, dWh, db against the step loop {errors}")
+    assert max(errors) < 1e-12
+
+
+def test_lstm_forward_saturates_without_overflow():
+    # Pre-activations of +-1000: the gates must saturate to exactly 0 or 1 without a warning or a NaN.
+    rng = np.random.default_rng(8)
+    x, h0, Wx, Wh, b = weights(rng, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        h, cache = rl.lstm_forward(1000 * x, h0, Wx, Wh, b)
+        grads = rl.lstm_backward(np.ones_like(h), cache)
+    assert np.all(np.isfinite(h)) and np.all(np.abs(h) <= 1)
+    assert all(np.all(np.isfinite(g)) for g in grads)
+
+
 def test_sequence_layers_keep_float32():
     rng = np.random.default_rng(4)
     layers = ((1, rl.rnn_forward, rl.rnn_backward), (4, rl.lstm_forward, rl.lstm_backward))
@@ -146,49 +197,30 @@ def test_rnn_step_gradients(layer_grad_errors):
     assert max(errors) < GRAD_TOL
 
 
-def test_rnn_step_gradients_with_projected_input():
-    rng = np.random.default_rng(11)
-    xw, h0, _, Wh, b = weights(rng, 1)
-    xw = xw[:, 0, :1].repeat(H, axis=1) + rng.standard_normal((N, H))
-    next_h, cache = rl.rnn_step_forward(xw, h0, None, Wh, b)
-    dnext = rng.standard_normal(next_h.shape)
-    dxw, dprev_h, dWx, dWh, db = rl.rnn_step_backward(dnext, cache)
-    assert dWx is None
-    for analytic, array in ((dxw, xw), (dprev_h, h0), (dWh, Wh), (db, b)):
-        numeric = eval_numerical_gradient_array(
-            lambda _: rl.rnn_step_forward(xw, h0, None, Wh, b)[0], array, dnext
-        )
-        assert rel_error(numeric, analytic) < GRAD_TOL
-
-
 def test_rnn_sequence_gradients(layer_grad_errors):
     rng = np.random.default_rng(12)
     errors = layer_grad_errors(rl.rnn_forward, rl.rnn_backward, list(weights(rng, 1)))
     assert max(errors) < GRAD_TOL
 
 
-def lstm_step_grad_errors(rng, project):
+def lstm_step_grad_errors(rng):
     """Relative errors of every gradient of lstm_step_backward, with dnext_h and dnext_c both nonzero."""
     x, h0, Wx, Wh, b = weights(rng, 4)
-    x = x[:, 0] @ Wx if project else x[:, 0]
-    Wx_used = None if project else Wx
+    x = x[:, 0]
     c0 = rng.standard_normal((N, H))
-    next_h, next_c, cache = rl.lstm_step_forward(x, h0, c0, Wx_used, Wh, b)
+    next_h, next_c, cache = rl.lstm_step_forward(x, h0, c0, Wx, Wh, b)
     dnext_h, dnext_c = rng.standard_normal(next_h.shape), rng.standard_normal(next_c.shape)
     grads = rl.lstm_step_backward(dnext_h, dnext_c, cache)
 
     def objective(_):
-        h, c, _ = rl.lstm_step_forward(x, h0, c0, Wx_used, Wh, b)
+        h, c, _ = rl.lstm_step_forward(x, h0, c0, Wx, Wh, b)
         return np.sum(h * dnext_h) + np.sum(c * dnext_c)
 
     errors = []
-    for analytic, array in zip(grads, (x, h0, c0, Wx_used, Wh, b), strict=True):
-        if array is None:
-            assert analytic is None
-            continue
+    for analytic, array in zip(grads, (x, h0, c0, Wx, Wh, b), strict=True):
         numeric = eval_numerical_gradient(objective, array, verbose=False)
         errors.append(rel_error(numeric, analytic))
-    print(f"lstm_step_backward (projected input: {project}): relative errors {errors}")
+    print(f"lstm_step_backward: relative errors {errors}")
     return errors
 
 
@@ -199,11 +231,7 @@ LSTM_STEP_TOL = 2e-6
 
 
 def test_lstm_step_gradients():
-    assert max(lstm_step_grad_errors(np.random.default_rng(13), project=False)) < LSTM_STEP_TOL
-
-
-def test_lstm_step_gradients_with_projected_input():
-    assert max(lstm_step_grad_errors(np.random.default_rng(14), project=True)) < LSTM_STEP_TOL
+    assert max(lstm_step_grad_errors(np.random.default_rng(13))) < LSTM_STEP_TOL
 
 
 def test_lstm_sequence_gradients(layer_grad_errors):

@@ -1,0 +1,45 @@
+"""How many threads numpy's BLAS may use inside a block of code, chosen from the size of the products.
+
+A big matrix product (thousands of rows) runs faster on every core; a small one (the recurrence of an RNN:
+one (N, H) @ (H, 4H) product per time step) runs fastest on one thread, because waking, splitting and
+joining the threads costs more than they save, and a second thread that has to wait for a busy core makes
+it slower than one. threadpoolctl sets the thread count of whichever BLAS numpy loaded (OpenBLAS, MKL,
+BLIS) at run time; without it the block runs with the BLAS's own setting.
+"""
+
+from contextlib import nullcontext
+
+try:
+    from threadpoolctl import ThreadpoolController
+except ImportError:  # optional: the layers give the same numbers without it, only slower on busy machines
+    ThreadpoolController = None
+
+# Below this many multiply-adds a product runs on one thread (measured with OpenBLAS on two cores: a
+# (100, 512) @ (512, 2048) product, 1e8 multiply-adds, gains nothing from a second thread).
+ONE_THREAD_BELOW = 2e8
+
+_controller = None
+
+
+def _blas():
+    """The threadpoolctl controller of the loaded BLAS libraries, made once (None without threadpoolctl)."""
+    global _controller
+    if _controller is None and ThreadpoolController is not None:
+        _controller = ThreadpoolController()
+    return _controller
+
+
+def blas_threads_for(multiply_adds):
+    """
+    A context manager in which numpy's BLAS uses the number of threads that suits products of this size.
+
+    Inputs:
+    - multiply_adds: the number of multiply-adds of one product that the block repeats, e.g. N * H * 4H
+
+    Returns:
+    - a context manager: one thread below ONE_THREAD_BELOW multiply-adds, the BLAS's default above it
+    """
+    controller = _blas()
+    if controller is None or multiply_adds >= ONE_THREAD_BELOW:
+        return nullcontext()
+    return controller.limit(limits=1, user_api="blas")
