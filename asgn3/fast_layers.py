@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 
 from asgn3 import im2col as im2col_numpy
+from asgn3.blas_threads import blas_threads_for
 from asgn3.layers import conv_output_shape, pool_output_shape
 
 BUILD_COMMAND = "pip install -e .  (or: cd asgn3 && python setup.py build_ext --inplace)"
@@ -42,9 +43,18 @@ def _float_dtype(*arrays):
     return dtype if dtype in (np.float32, np.float64) else np.dtype(np.float64)
 
 
+def _threads_for_blocks(N, w_rows_shape, positions):
+    """The BLAS threads for the extension's block-by-block products of w_rows (F, C*HH*WW) by a block."""
+    F, rows = w_rows_shape
+    return blas_threads_for(F * rows * positions * im2col_cython.block_images(N, rows, positions))
+
+
 def conv_forward_fast(x, w, b, conv_param):
     """
-    Compute the forward pass of a convolutional layer with im2col and one matrix product.
+    Compute the forward pass of a convolutional layer with im2col and matrix products.
+
+    With the compiled extension, a block of images at a time (im2col into a buffer that stays in the
+    cache, the product written straight into the output); without it, one im2col of the whole batch.
 
     Inputs:
     - x: input data of shape (N, C, H, W)
@@ -55,20 +65,23 @@ def conv_forward_fast(x, w, b, conv_param):
     Returns a tuple of:
     - out: output of shape (N, F, H', W'), H' = 1 + (H + 2 pad - HH) // stride, W' likewise;
       float32 when all inputs are float32, else float64
-    - cache: (x shape, w, cols, conv_param), cols the im2col matrix of shape (C*HH*WW, N*H'*W')
+    - cache: (x, w, conv_param), x and w contiguous in the output's dtype
     """
     stride, pad, H_out, W_out = conv_output_shape(np.shape(x), np.shape(w), np.shape(b), conv_param)
     dtype = _float_dtype(x, w, b)
     x = np.ascontiguousarray(x, dtype=dtype)
-    w = np.asarray(w, dtype=dtype)
-    N, F = x.shape[0], w.shape[0]
-    HH, WW = w.shape[2], w.shape[3]
-    cols = _kernels().im2col(x, HH, WW, pad, stride)
-    out = w.reshape(F, -1) @ cols
-    out += np.asarray(b, dtype=dtype)[:, None]
-    # (F, N*H'*W') -> (N, F, H', W'), copied so that the next layer gets a contiguous array
-    out = np.ascontiguousarray(out.reshape(F, N, H_out, W_out).transpose(1, 0, 2, 3))
-    return out, (x.shape, w, cols, conv_param)
+    w = np.ascontiguousarray(w, dtype=dtype)
+    b = np.ascontiguousarray(b, dtype=dtype)
+    N, F, HH, WW = x.shape[0], w.shape[0], w.shape[2], w.shape[3]
+    w_rows = w.reshape(F, -1)
+    if _kernels() is im2col_cython:
+        out = np.empty((N, F, H_out, W_out), dtype=dtype)
+        with _threads_for_blocks(N, w_rows.shape, H_out * W_out):
+            im2col_cython.conv_forward(x, w_rows, b, out, HH, WW, pad, stride)
+    else:
+        product = w_rows @ im2col_numpy.im2col(x, HH, WW, pad, stride) + b[:, None]  # (F, N*H'*W')
+        out = np.ascontiguousarray(product.reshape(F, N, H_out, W_out).transpose(1, 0, 2, 3))
+    return out, (x, w, conv_param)
 
 
 def conv_backward_fast(dout, cache):
@@ -84,22 +97,26 @@ def conv_backward_fast(dout, cache):
     - dw: gradient with respect to w, of shape (F, C, HH, WW)
     - db: gradient with respect to b, of shape (F,)
     """
-    x_shape, w, cols, conv_param = cache
-    F, _, HH, WW = w.shape
-    expected = (x_shape[0], F, cols.shape[1] // x_shape[0])
-    if dout.ndim != 4 or (dout.shape[0], dout.shape[1], dout.shape[2] * dout.shape[3]) != expected:
+    x, w, conv_param = cache
+    stride, pad, H_out, W_out = conv_output_shape(x.shape, w.shape, w.shape[:1], conv_param)
+    N, F, HH, WW = x.shape[0], w.shape[0], w.shape[2], w.shape[3]
+    if np.shape(dout) != (N, F, H_out, W_out):
         raise ValueError(
-            f"expected dout of shape (N, F, H', W') with N*H'*W' = {cols.shape[1]} and F={F}, "
-            f"got {dout.shape}"
+            f"expected dout of shape (N, F, H', W') = {(N, F, H_out, W_out)} to match the forward's output, "
+            f"got {np.shape(dout)}"
         )
-    dout = dout.astype(cols.dtype, copy=False)
+    dout = np.ascontiguousarray(dout, dtype=x.dtype)
+    db = dout.sum(axis=(0, 2, 3))
+    w_rows = w.reshape(F, -1)
+    if _kernels() is im2col_cython:
+        dx, dw_rows = np.zeros_like(x), np.zeros_like(w_rows)
+        with _threads_for_blocks(N, w_rows.shape, H_out * W_out):
+            im2col_cython.conv_backward(dout, x, w_rows, dx, dw_rows, HH, WW, pad, stride)
+        return dx, dw_rows.reshape(w.shape), db
+    cols = im2col_numpy.im2col(x, HH, WW, pad, stride)  # recomputed: cheaper than keeping it in the cache
     dout_rows = dout.transpose(1, 0, 2, 3).reshape(F, -1)  # (F, N*H'*W'), the layout of the forward's product
-    db = dout_rows.sum(axis=1)
-    # dw = dout_rows @ cols.T, computed as the transpose of cols @ dout_rows.T: the same numbers, and
-    # OpenBLAS runs this orientation several times faster when N*H'*W' is the long dimension.
-    dw = (cols @ dout_rows.T).T.reshape(w.shape)
-    dcols = w.reshape(F, -1).T @ dout_rows
-    dx = _kernels().col2im(dcols, x_shape, HH, WW, conv_param["pad"], conv_param["stride"])
+    dw = (dout_rows @ cols.T).reshape(w.shape)
+    dx = im2col_numpy.col2im(w_rows.T @ dout_rows, x.shape, HH, WW, pad, stride)
     return dx, dw, db
 
 

@@ -1,15 +1,28 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""im2col and col2im in Cython, for float32 and float64 (fused types: float32 stays float32).
+"""im2col, col2im and the whole fast convolution in Cython, for float32 and float64 (fused types: float32
+stays float32).
 
 The layout is the one of asgn3/im2col.py (the pure-numpy version, which gives the same numbers):
 cols has one row per (channel c, filter row i, filter column j), in that order, and one column per
 (image n, output row y, output column x), in that order, so cols has shape (C*HH*WW, N*H'*W').
 Zero padding is handled inside the loops, without building a padded copy of the input.
+
+conv_forward and conv_backward run the convolution a block of images at a time: im2col of the block into
+one buffer, reused, that stays in the cache while BLAS (scipy's, through scipy.linalg.cython_blas)
+multiplies it; the product is written straight into the (N, F, H', W') output, the backward accumulates
+dw across blocks in the BLAS call itself and adds the block's dcols into dx at once (col2im fused). The
+matrix of the whole batch, which for a 64-channel 3x3 layer at batch 50 is over 100 MB, is never built.
 """
 import numpy as np
 
 from cython cimport floating
 from libc.string cimport memcpy, memset
+from scipy.linalg.cython_blas cimport dgemm, sgemm
+
+# A block holds enough images for about this many columns (a product wide enough to run at BLAS speed) ...
+BLOCK_COLUMNS = 256
+# ... and at most this many entries of cols (1 MB of float32: it stays in the L2 cache), but >= 1 image.
+BLOCK_ENTRIES = 1 << 18
 
 
 cdef inline Py_ssize_t _first_valid(Py_ssize_t offset, Py_ssize_t stride) noexcept nogil:
@@ -51,63 +64,97 @@ cdef inline void _scatter_add(floating* dst, const floating* src, Py_ssize_t cou
             dst[o * stride] += src[o]
 
 
-def _im2col_fill(const floating[:, :, :, ::1] x, floating[:, ::1] cols, Py_ssize_t field_height,
-                 Py_ssize_t field_width, Py_ssize_t pad, Py_ssize_t stride, Py_ssize_t H_out,
-                 Py_ssize_t W_out):
-    """Fill cols (C*HH*WW, N*H'*W') with the receptive fields of x (N, C, H, W)."""
-    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
-    cdef Py_ssize_t c, i, j, n, y, h, row, o_lo, o_hi, w_off
+cdef struct Geometry:
+    # x (N, C, H, W) read by fields of field_height x field_width, giving H_out x W_out positions
+    Py_ssize_t C, H, W, field_height, field_width, pad, stride, H_out, W_out
+
+
+cdef void _fill_cols(const floating* x, Py_ssize_t n_images, Geometry g, floating* cols) noexcept nogil:
+    """cols (C*HH*WW, n_images*H'*W'), C-contiguous, gets the receptive fields of x (n_images, C, H, W)."""
+    cdef Py_ssize_t n_cols = n_images * g.H_out * g.W_out
+    cdef Py_ssize_t c, i, j, n, y, h, o_lo, o_hi, w_off
     cdef floating* dst
-    with nogil:
-        for c in range(C):
-            for i in range(field_height):
-                for j in range(field_width):
-                    row = (c * field_height + i) * field_width + j
-                    # Output columns o in [o_lo, o_hi) read inside the input; the others read the padding.
-                    w_off = j - pad
-                    o_lo = min(_first_valid(w_off, stride), W_out)
-                    o_hi = max(_end_valid(w_off, stride, W, W_out), o_lo)
-                    for n in range(N):
-                        for y in range(H_out):
-                            dst = &cols[row, (n * H_out + y) * W_out]
-                            h = y * stride + i - pad
-                            if h < 0 or h >= H:
-                                memset(dst, 0, W_out * sizeof(floating))
-                                continue
-                            memset(dst, 0, o_lo * sizeof(floating))
-                            if o_hi > o_lo:
-                                _gather(dst + o_lo, &x[n, c, h, o_lo * stride + w_off], o_hi - o_lo, stride)
-                            memset(dst + o_hi, 0, (W_out - o_hi) * sizeof(floating))
+    for c in range(g.C):
+        for i in range(g.field_height):
+            for j in range(g.field_width):
+                # Output columns o in [o_lo, o_hi) read inside the input; the others read the padding.
+                w_off = j - g.pad
+                o_lo = min(_first_valid(w_off, g.stride), g.W_out)
+                o_hi = max(_end_valid(w_off, g.stride, g.W, g.W_out), o_lo)
+                for n in range(n_images):
+                    for y in range(g.H_out):
+                        dst = cols + ((c * g.field_height + i) * g.field_width + j) * n_cols \
+                            + (n * g.H_out + y) * g.W_out
+                        h = y * g.stride + i - g.pad
+                        if h < 0 or h >= g.H:
+                            memset(dst, 0, g.W_out * sizeof(floating))
+                            continue
+                        memset(dst, 0, o_lo * sizeof(floating))
+                        if o_hi > o_lo:
+                            _gather(dst + o_lo, x + ((n * g.C + c) * g.H + h) * g.W + o_lo * g.stride + w_off,
+                                    o_hi - o_lo, g.stride)
+                        memset(dst + o_hi, 0, (g.W_out - o_hi) * sizeof(floating))
 
 
-def _col2im_add(const floating[:, ::1] cols, floating[:, :, :, ::1] x, Py_ssize_t field_height,
-                Py_ssize_t field_width, Py_ssize_t pad, Py_ssize_t stride, Py_ssize_t H_out,
-                Py_ssize_t W_out):
-    """Add every entry of cols (C*HH*WW, N*H'*W') to the position of x (N, C, H, W) it was taken from."""
-    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
-    cdef Py_ssize_t c, i, j, n, y, h, row, o_lo, o_hi, w_off
-    with nogil:
-        for c in range(C):
-            for i in range(field_height):
-                for j in range(field_width):
-                    row = (c * field_height + i) * field_width + j
-                    w_off = j - pad
-                    o_lo = _first_valid(w_off, stride)
-                    o_hi = _end_valid(w_off, stride, W, W_out)
-                    if o_hi <= o_lo:
-                        continue
-                    for n in range(N):
-                        for y in range(H_out):
-                            h = y * stride + i - pad
-                            if h < 0 or h >= H:
-                                continue
-                            _scatter_add(&x[n, c, h, o_lo * stride + w_off],
-                                         &cols[row, (n * H_out + y) * W_out + o_lo], o_hi - o_lo, stride)
+cdef void _add_cols(const floating* cols, Py_ssize_t n_images, Geometry g, floating* x) noexcept nogil:
+    """Add every entry of cols (C*HH*WW, n_images*H'*W') to the position of x (n_images, C, H, W) it was
+    taken from: the adjoint of _fill_cols."""
+    cdef Py_ssize_t n_cols = n_images * g.H_out * g.W_out
+    cdef Py_ssize_t c, i, j, n, y, h, o_lo, o_hi, w_off
+    for c in range(g.C):
+        for i in range(g.field_height):
+            for j in range(g.field_width):
+                w_off = j - g.pad
+                o_lo = _first_valid(w_off, g.stride)
+                o_hi = _end_valid(w_off, g.stride, g.W, g.W_out)
+                if o_hi <= o_lo:
+                    continue
+                for n in range(n_images):
+                    for y in range(g.H_out):
+                        h = y * g.stride + i - g.pad
+                        if h < 0 or h >= g.H:
+                            continue
+                        _scatter_add(x + ((n * g.C + c) * g.H + h) * g.W + o_lo * g.stride + w_off,
+                                     cols + ((c * g.field_height + i) * g.field_width + j) * n_cols
+                                     + (n * g.H_out + y) * g.W_out + o_lo,
+                                     o_hi - o_lo, g.stride)
 
 
-def _output_size(x_shape, field_height, field_width, pad, stride):
-    N, C, H, W = x_shape
-    return (H + 2 * pad - field_height) // stride + 1, (W + 2 * pad - field_width) // stride + 1
+cdef inline void _gemm(bint trans_a, bint trans_b, int m, int n, int k, const floating* a, int lda,
+                       const floating* b, int ldb, floating beta, floating* c, int ldc) noexcept nogil:
+    """Row-major c (m, n) = op(a) @ op(b) + beta * c, op(a) of shape (m, k), op(b) (k, n); lda, ldb, ldc
+    are the row lengths of the arrays as stored, op transposes when trans_* is set."""
+    # BLAS is column-major, where a row-major array reads as its transpose: there c^T = op(b)^T op(a)^T.
+    cdef char ta = b'T' if trans_a else b'N'
+    cdef char tb = b'T' if trans_b else b'N'
+    cdef floating one = 1
+    if floating is float:
+        sgemm(&tb, &ta, &n, &m, &k, &one, <float*>b, &ldb, <float*>a, &lda, &beta, c, &ldc)
+    else:
+        dgemm(&tb, &ta, &n, &m, &k, &one, <double*>b, &ldb, <double*>a, &lda, &beta, c, &ldc)
+
+
+cdef Geometry _geometry(x_shape, Py_ssize_t field_height, Py_ssize_t field_width, Py_ssize_t pad,
+                        Py_ssize_t stride):
+    """The sizes of a convolution of x (N, C, H, W) by HH x WW fields, with H' and W'."""
+    cdef Geometry g
+    g.C, g.H, g.W = x_shape[1], x_shape[2], x_shape[3]
+    g.field_height, g.field_width, g.pad, g.stride = field_height, field_width, pad, stride
+    g.H_out = (g.H + 2 * pad - field_height) // stride + 1
+    g.W_out = (g.W + 2 * pad - field_width) // stride + 1
+    return g
+
+
+def block_images(n_images, rows, positions):
+    """
+    How many images conv_forward and conv_backward put in a block: enough for BLOCK_COLUMNS columns of
+    cols, within BLOCK_ENTRIES entries, at least one.
+
+    Inputs:
+    - n_images: N; rows: C*HH*WW, the rows of cols; positions: H'*W', the columns of one image
+    """
+    wanted = -(-BLOCK_COLUMNS // positions)
+    return max(1, min(n_images, wanted, BLOCK_ENTRIES // (rows * positions)))
 
 
 def im2col(x, field_height, field_width, pad, stride):
@@ -124,10 +171,18 @@ def im2col(x, field_height, field_width, pad, stride):
     - cols: array of shape (C*HH*WW, N*H'*W'), the dtype of x
     """
     x = np.ascontiguousarray(x)
-    H_out, W_out = _output_size(x.shape, field_height, field_width, pad, stride)
-    cols = np.empty((x.shape[1] * field_height * field_width, x.shape[0] * H_out * W_out), dtype=x.dtype)
-    _im2col_fill(x, cols, field_height, field_width, pad, stride, H_out, W_out)
+    cdef Geometry g = _geometry(x.shape, field_height, field_width, pad, stride)
+    cols = np.empty((g.C * field_height * field_width, x.shape[0] * g.H_out * g.W_out), dtype=x.dtype)
+    _im2col_typed(x, cols, field_height, field_width, pad, stride)
     return cols
+
+
+def _im2col_typed(const floating[:, :, :, ::1] x, floating[:, ::1] cols, field_height, field_width, pad,
+                  stride):
+    cdef Geometry g = _geometry(x.shape, field_height, field_width, pad, stride)
+    if x.shape[0] and cols.shape[1]:
+        with nogil:
+            _fill_cols(&x[0, 0, 0, 0], x.shape[0], g, &cols[0, 0])
 
 
 def col2im(cols, x_shape, field_height, field_width, pad, stride):
@@ -143,7 +198,109 @@ def col2im(cols, x_shape, field_height, field_width, pad, stride):
     - x: array of shape (N, C, H, W), the dtype of cols
     """
     cols = np.ascontiguousarray(cols)
-    H_out, W_out = _output_size(x_shape, field_height, field_width, pad, stride)
     x = np.zeros(tuple(x_shape), dtype=cols.dtype)
-    _col2im_add(cols, x, field_height, field_width, pad, stride, H_out, W_out)
+    _col2im_typed(cols, x, field_height, field_width, pad, stride)
     return x
+
+
+def _col2im_typed(const floating[:, ::1] cols, floating[:, :, :, ::1] x, field_height, field_width, pad,
+                  stride):
+    cdef Geometry g = _geometry(x.shape, field_height, field_width, pad, stride)
+    if x.shape[0] and cols.shape[1]:
+        with nogil:
+            _add_cols(&cols[0, 0], x.shape[0], g, &x[0, 0, 0, 0])
+
+
+def conv_forward(x, w_rows, b, out, field_height, field_width, pad, stride):
+    """
+    Fill out with the convolution of x by the filters, a block of images at a time.
+
+    Inputs:
+    - x: input of shape (N, C, H, W), C-contiguous, float32 or float64
+    - w_rows: filters as a matrix of shape (F, C*HH*WW), C-contiguous, the dtype of x
+    - b: biases of shape (F,), the dtype of x
+    - out: C-contiguous array of shape (N, F, H', W'), the dtype of x, overwritten
+    - field_height, field_width, pad, stride: filter size HH, WW, zero padding and stride
+    """
+    _conv_forward_typed(x, w_rows, b, out, field_height, field_width, pad, stride)
+
+
+def _conv_forward_typed(const floating[:, :, :, ::1] x, const floating[:, ::1] w_rows,
+                        const floating[::1] b, floating[:, :, :, ::1] out, field_height, field_width, pad,
+                        stride):
+    cdef Geometry g = _geometry(x.shape, field_height, field_width, pad, stride)
+    cdef Py_ssize_t N = x.shape[0], F = w_rows.shape[0], rows = w_rows.shape[1]
+    cdef Py_ssize_t P = g.H_out * g.W_out
+    cdef Py_ssize_t block = block_images(N, rows, P)
+    # Buffers for the largest block; a smaller last block uses their beginning, with rows of count*P.
+    cdef floating[:, ::1] cols = np.empty((rows, block * P), dtype=np.asarray(out).dtype)
+    cdef floating[:, ::1] product = np.empty((F, block * P), dtype=np.asarray(out).dtype)
+    cdef Py_ssize_t n0 = 0, n, f, p, count
+    cdef floating* dst
+    cdef const floating* src
+    if N == 0 or P == 0:
+        return
+    with nogil:
+        while n0 < N:
+            count = min(block, N - n0)
+            _fill_cols(&x[n0, 0, 0, 0], count, g, &cols[0, 0])
+            _gemm(False, False, F, count * P, rows, &w_rows[0, 0], rows, &cols[0, 0], count * P,
+                  0, &product[0, 0], count * P)
+            # product (F, count*P) -> out[n0:n0+count] (count, F, P), adding the bias on the way
+            for n in range(count):
+                for f in range(F):
+                    dst = &out[n0 + n, f, 0, 0]
+                    src = &product[0, 0] + (f * count + n) * P
+                    for p in range(P):
+                        dst[p] = src[p] + b[f]
+            n0 += count
+
+
+def conv_backward(dout, x, w_rows, dx, dw_rows, field_height, field_width, pad, stride):
+    """
+    Fill dx and dw_rows with the gradients of the convolution, a block of images at a time.
+
+    Inputs:
+    - dout: upstream derivative of shape (N, F, H', W'), C-contiguous, the dtype of x
+    - x, w_rows: as for conv_forward
+    - dx: C-contiguous array of shape (N, C, H, W) of zeros, which the gradient of x is added to
+    - dw_rows: C-contiguous array of shape (F, C*HH*WW) of zeros, overwritten with the gradient of w_rows
+    - field_height, field_width, pad, stride: as for conv_forward
+    """
+    _conv_backward_typed(dout, x, w_rows, dx, dw_rows, field_height, field_width, pad, stride)
+
+
+def _conv_backward_typed(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::1] x,
+                         const floating[:, ::1] w_rows, floating[:, :, :, ::1] dx,
+                         floating[:, ::1] dw_rows, field_height, field_width, pad, stride):
+    cdef Geometry g = _geometry(x.shape, field_height, field_width, pad, stride)
+    cdef Py_ssize_t N = x.shape[0], F = w_rows.shape[0], rows = w_rows.shape[1]
+    cdef Py_ssize_t P = g.H_out * g.W_out
+    cdef Py_ssize_t block = block_images(N, rows, P)
+    dtype = np.asarray(dx).dtype
+    # Buffers for the largest block; a smaller last block uses their beginning, with rows of count*P.
+    cdef floating[:, ::1] cols = np.empty((rows, block * P), dtype=dtype)
+    cdef floating[:, ::1] dcols = np.empty((rows, block * P), dtype=dtype)
+    cdef floating[:, ::1] dout_rows = np.empty((F, block * P), dtype=dtype)
+    cdef Py_ssize_t n0 = 0, n, f, count
+    cdef floating beta = 0
+    if N == 0 or P == 0:
+        return
+    with nogil:
+        while n0 < N:
+            count = min(block, N - n0)
+            _fill_cols(&x[n0, 0, 0, 0], count, g, &cols[0, 0])
+            # dout[n0:n0+count] (count, F, P) -> dout_rows (F, count*P), the layout of the forward's product
+            for n in range(count):
+                for f in range(F):
+                    memcpy(&dout_rows[0, 0] + (f * count + n) * P, &dout[n0 + n, f, 0, 0],
+                           P * sizeof(floating))
+            # dw_rows += dout_rows @ cols.T (beta 0 on the first block overwrites, then accumulates)
+            _gemm(False, True, F, rows, count * P, &dout_rows[0, 0], count * P, &cols[0, 0], count * P,
+                  beta, &dw_rows[0, 0], rows)
+            beta = 1
+            # dcols = w_rows.T @ dout_rows, added into the block's dx
+            _gemm(True, False, rows, count * P, F, &w_rows[0, 0], rows, &dout_rows[0, 0], count * P,
+                  0, &dcols[0, 0], count * P)
+            _add_cols(&dcols[0, 0], count, g, &dx[n0, 0, 0, 0])
+            n0 += count

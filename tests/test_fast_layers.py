@@ -94,6 +94,24 @@ def test_conv_fast_equals_naive_float64(shape):
         np.testing.assert_allclose(fast, naive, rtol=EXACT_TOL, atol=EXACT_TOL, err_msg=name)
 
 
+@pytest.mark.parametrize("block_images", [1, 2, 5])
+def test_conv_fast_equals_naive_in_blocks_of_images(monkeypatch, block_images):
+    # The extension runs a block of images at a time: blocks of one image, blocks that leave a partial
+    # one at the end (5 = 2 + 2 + 1) and one block for all must give the naive layer's numbers.
+    shape = (5, 3, 9, 7, 4, 3, 3, 2, 1)
+    x, w, b, dout, conv_param = conv_problem(shape)
+    positions = dout.shape[2] * dout.shape[3]
+    monkeypatch.setattr(fast_layers.im2col_cython, "BLOCK_COLUMNS", block_images * positions)
+    assert fast_layers.im2col_cython.block_images(5, 3 * 3 * 3, positions) == block_images
+    out_naive, cache_naive = layers.conv_forward_naive(x, w, b, conv_param)
+    out_fast, cache_fast = fast_layers.conv_forward_fast(x, w, b, conv_param)
+    np.testing.assert_allclose(out_fast, out_naive, rtol=EXACT_TOL, atol=EXACT_TOL)
+    grads_naive = layers.conv_backward_naive(dout, cache_naive)
+    grads_fast = fast_layers.conv_backward_fast(dout, cache_fast)
+    for name, fast, naive in zip(("dx", "dw", "db"), grads_fast, grads_naive, strict=True):
+        np.testing.assert_allclose(fast, naive, rtol=EXACT_TOL, atol=EXACT_TOL, err_msg=name)
+
+
 def float32_bound(n_terms, magnitude):
     """
     The classic forward-error bound of a float32 sum of n_terms products: |computed - exact| <= gamma
@@ -112,7 +130,7 @@ def test_conv_fast_float32_within_rounding_bound_of_naive_float64(shape):
     out32, cache32 = fast_layers.conv_forward_fast(x, w, b, conv_param)
     grads32 = fast_layers.conv_backward_fast(dout, cache32)
     assert out32.dtype == np.float32 and all(g.dtype == np.float32 for g in grads32)
-    assert cache32[2].dtype == np.float32  # the im2col matrix is not upcast either
+    assert cache32[0].dtype == cache32[1].dtype == np.float32  # x and w are not upcast in the cache either
 
     # The same float32 values, in float64 (exact): the reference and sum |terms| for the bound.
     x64, w64, b64, dout64 = (a.astype(np.float64) for a in (x, w, b, dout))
