@@ -175,3 +175,15 @@ def max_pool_backward_fast(dout, cache):
         dx = dwindows.reshape(ph, pw, N, C, H_out, W_out).transpose(2, 3, 4, 0, 5, 1).reshape(x_shape)
         return np.ascontiguousarray(dx)
     return _kernels().col2im(dwindows, (N * C, 1, H, W), ph, pw, 0, stride).reshape(x_shape)
+
+
+# The classic kit's names for the same layers (its im2col, stride-trick and reshape variants are all this
+# one implementation now), so that old notebooks and guides keep working.
+conv_forward_im2col = conv_forward_fast
+conv_backward_im2col = conv_backward_fast
+conv_forward_strides = conv_forward_fast
+conv_backward_strides = conv_backward_fast
+max_pool_forward_reshape = max_pool_forward_fast
+max_pool_backward_reshape = max_pool_backward_fast
+max_pool_forward_im2col = max_pool_forward_fast
+max_pool_backward_im2col = max_pool_backward_fast

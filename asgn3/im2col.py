@@ -60,3 +60,64 @@ def col2im(cols, x_shape, field_height, field_width, pad, stride):
                 :, :, i, j
             ]
     return np.ascontiguousarray(x_pad[:, :, pad : pad + H, pad : pad + W])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The classic kit's index-based helpers, kept under their names for old notebooks and guides. They use the
+# classic column order: one column per (output row y, output column x, image n), the image fastest, so
+# their cols equal im2col's with the columns permuted. Slower than im2col above (a fancy-indexing gather).
+# ---------------------------------------------------------------------------------------------------------
+
+
+def get_im2col_indices(x_shape, field_height, field_width, padding=1, stride=1):
+    """
+    The indices that gather every receptive field of a zero-padded input.
+
+    Inputs:
+    - x_shape: (N, C, H, W)
+    - field_height, field_width: filter size HH, WW
+    - padding, stride: zero padding on each side, step between receptive fields
+
+    Returns a tuple of:
+    - k: channel of each row, shape (C*HH*WW, 1)
+    - i: padded-input row of each (row, output position), shape (C*HH*WW, H'*W')
+    - j: padded-input column of each (row, output position), shape (C*HH*WW, H'*W')
+    so that x_padded[:, k, i, j] has shape (N, C*HH*WW, H'*W').
+    """
+    C = x_shape[1]
+    H_out, W_out = output_size(x_shape, field_height, field_width, padding, stride)
+    # rows: (channel, filter row, filter column); positions: (output row, output column)
+    filter_rows = np.tile(np.repeat(np.arange(field_height), field_width), C)
+    filter_cols = np.tile(np.arange(field_width), field_height * C)
+    output_rows = stride * np.repeat(np.arange(H_out), W_out)
+    output_cols = stride * np.tile(np.arange(W_out), H_out)
+    k = np.repeat(np.arange(C), field_height * field_width)[:, None]
+    i = filter_rows[:, None] + output_rows[None, :]
+    j = filter_cols[:, None] + output_cols[None, :]
+    return k, i, j
+
+
+def im2col_indices(x, field_height, field_width, padding=1, stride=1):
+    """
+    Gather the receptive fields of x (N, C, H, W) into cols of shape (C*HH*WW, H'*W'*N), in the classic
+    column order (the image fastest).
+    """
+    p = padding
+    x_padded = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+    k, i, j = get_im2col_indices(x.shape, field_height, field_width, padding, stride)
+    fields = x_padded[:, k, i, j]  # (N, C*HH*WW, H'*W')
+    return fields.transpose(1, 2, 0).reshape(fields.shape[1], -1)
+
+
+def col2im_indices(cols, x_shape, field_height=3, field_width=3, padding=1, stride=1):
+    """
+    Scatter-add cols of shape (C*HH*WW, H'*W'*N), in the classic column order, back into an array of
+    shape x_shape = (N, C, H, W): the adjoint of im2col_indices.
+    """
+    N, C, H, W = x_shape
+    p = padding
+    x_padded = np.zeros((N, C, H + 2 * p, W + 2 * p), dtype=cols.dtype)
+    k, i, j = get_im2col_indices(x_shape, field_height, field_width, padding, stride)
+    fields = cols.reshape(cols.shape[0], -1, N).transpose(2, 0, 1)  # (N, C*HH*WW, H'*W')
+    np.add.at(x_padded, (slice(None), k, i, j), fields)  # overlapping fields add up
+    return x_padded[:, :, p : p + H, p : p + W]

@@ -217,6 +217,46 @@ def test_col2im_is_the_adjoint_of_im2col():
     assert np.isclose(np.sum(cols * c), np.sum(x * im2col_numpy.col2im(c, x.shape, 3, 2, 1, 2)), rtol=1e-12)
 
 
+@pytest.mark.parametrize("shape", CONV_SHAPES, ids=CONV_IDS)
+def test_classic_im2col_indices_are_im2col_with_the_image_fastest(shape):
+    x, w, _, _, conv_param = conv_problem(shape)
+    N, HH, WW = x.shape[0], w.shape[2], w.shape[3]
+    pad, stride = conv_param["pad"], conv_param["stride"]
+    cols = im2col_numpy.im2col(x, HH, WW, pad, stride)  # columns (n, y, x)
+    classic = im2col_numpy.im2col_indices(x, HH, WW, padding=pad, stride=stride)  # columns (y, x, n)
+    np.testing.assert_array_equal(
+        classic, cols.reshape(len(cols), N, -1).transpose(0, 2, 1).reshape(len(cols), -1)
+    )
+    k, i, j = im2col_numpy.get_im2col_indices(x.shape, HH, WW, pad, stride)
+    assert k.shape == (len(cols), 1) and i.shape == j.shape == (len(cols), cols.shape[1] // N)
+    # col2im_indices is the adjoint: <im2col(x), c> == <x, col2im(c)>
+    c = np.random.default_rng(5).standard_normal(classic.shape)
+    back = im2col_numpy.col2im_indices(c, x.shape, HH, WW, padding=pad, stride=stride)
+    assert back.shape == x.shape
+    assert np.isclose(np.sum(classic * c), np.sum(x * back), rtol=1e-12)
+
+
+def test_classic_fast_layer_names_run_the_fast_layers():
+    x, w, b, dout, conv_param = conv_problem(CONV_SHAPES[0])
+    expected, _ = layers.conv_forward_naive(x, w, b, conv_param)
+    for forward, backward in (
+        (fast_layers.conv_forward_im2col, fast_layers.conv_backward_im2col),
+        (fast_layers.conv_forward_strides, fast_layers.conv_backward_strides),
+    ):
+        out, cache = forward(x, w, b, conv_param)
+        np.testing.assert_allclose(out, expected, rtol=EXACT_TOL, atol=EXACT_TOL)
+        assert [g.shape for g in backward(dout, cache)] == [x.shape, w.shape, b.shape]
+    pool_x, pool_param, pool_dout = pool_problem(POOL_SHAPES[0])
+    pooled, _ = layers.max_pool_forward_naive(pool_x, pool_param)
+    for forward, backward in (
+        (fast_layers.max_pool_forward_reshape, fast_layers.max_pool_backward_reshape),
+        (fast_layers.max_pool_forward_im2col, fast_layers.max_pool_backward_im2col),
+    ):
+        out, cache = forward(pool_x, pool_param)
+        np.testing.assert_array_equal(out, pooled)
+        assert backward(pool_dout, cache).shape == pool_x.shape
+
+
 def run_conv_and_pool(x, w, b, dout, conv_param, pool_param):
     """Every output and gradient of the fast conv and pool layers, in a list."""
     out, cache = fast_layers.conv_forward_fast(x, w, b, conv_param)
