@@ -1,30 +1,43 @@
-"""Benchmark of the fast convolution (asgn3/fast_layers.py): speedup over the naive loops, GFLOP/s in float32
-on the pretrained CNN's layer shapes next to numpy's own float32 GEMM rate, and the ratio to torch's conv2d
-when torch happens to be installed (it is never a dependency of the kit).
+"""Benchmark of the fast convolution (asgn3/fast_layers.py): speedup over the naive loops, and forward and
+backward in float32 at batch 50 with one BLAS thread and with two, on the classic CNN's layer shapes
+and on every conv layer of the shipped default model (quarter width), in GFLOP/s next to numpy's own
+float32 GEMM rate and as a ratio to torch's conv2d when torch happens to be installed (it is never a
+dependency of the kit). Targets: at most 1.25x torch's time on the CNN shapes, at least 1/3 of the
+GEMM rate on the shipped ones.
 
-    python bench/conv.py                 # about a minute on two idle cores
+    python bench/conv.py                 # a few minutes on two idle cores
     python bench/conv.py --repeats 3     # fewer timed runs
-    OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 python bench/conv.py --cpu-time   # one core, on a busy machine
+    python bench/conv.py --threads 1     # one thread only
+    python bench/conv.py --cpu-time      # the process's CPU time instead of wall time (one thread only)
 
-Every time is a median over --repeats runs; the GEMM reference is measured right before each shape, so a
-busy machine slows both. The naive layers are far too slow for a full batch: they are timed on a few
-images and their time is scaled per image (they loop over images, filters and pixels, so the time is
-proportional to the number of images).
+Every time is a median over --repeats rounds; in each round the kit's forward, its backward, torch's
+forward+backward and a 1024x1024 GEMM run one after the other, so that a busy machine slows all of them
+alike. The naive layers are far too slow for a full batch: they are timed on a few images and their time
+is scaled per image (they loop over images, filters and pixels, so the time is proportional to the number
+of images).
 """
 
 import argparse
 import os
 
 import numpy as np
-from common import gemm_gflops, machine_line, median_seconds, set_clock, try_import_torch
+from common import interleaved_medians, machine_line, median_seconds, set_clock, threads, try_import_torch
 
 from asgn3 import fast_layers, layers
 
-# (name, C, F, filter size, stride, pad, input size): the first layers of the pretrained CNN.
-CNN_SHAPES = [
-    ("3->64 5x5 s2 p2 on 64x64", 3, 64, 5, 2, 2, 64),
-    ("64->64 3x3 s1 p1 on 32x32", 64, 64, 3, 1, 1, 32),
-    ("128->256 3x3 s2 p1 on 16x16", 128, 256, 3, 2, 1, 16),
+# (C, F, filter size, stride, pad, input size): the first layers of the classic pretrained CNN ...
+CNN_SHAPES = [(3, 64, 5, 2, 2, 64), (64, 64, 3, 1, 1, 32), (128, 256, 3, 2, 1, 16)]
+# ... and the nine conv layers of the shipped default model (datasets/pretrained, a quarter of the widths).
+SHIPPED_SHAPES = [
+    (3, 16, 5, 2, 2, 64),
+    (16, 16, 3, 1, 1, 32),
+    (16, 32, 3, 2, 1, 32),
+    (32, 32, 3, 1, 1, 16),
+    (32, 64, 3, 2, 1, 16),
+    (64, 64, 3, 1, 1, 8),
+    (64, 128, 3, 2, 1, 8),
+    (128, 128, 3, 1, 1, 4),
+    (128, 256, 3, 2, 1, 4),
 ]
 
 
@@ -64,8 +77,8 @@ def speedup(N, naive_images, C, F, k, stride, pad, size, repeats):
         print(f"    {name}: naive {naive:8.3f} s  fast {fast:8.4f} s  speedup {naive / fast:7.0f}x")
 
 
-def torch_seconds(torch, x, w, b, conv_param, dout, repeats):
-    """Median seconds of torch.nn.functional.conv2d forward + backward on the same float32 arrays."""
+def torch_step(torch, x, w, b, conv_param, dout):
+    """A callable running torch.nn.functional.conv2d forward + backward on the same float32 arrays."""
     tx = torch.from_numpy(x).requires_grad_(True)
     tw = torch.from_numpy(w).requires_grad_(True)
     tb = torch.from_numpy(b).requires_grad_(True)
@@ -76,38 +89,54 @@ def torch_seconds(torch, x, w, b, conv_param, dout, repeats):
         tx.grad = tw.grad = tb.grad = None
         out.backward(tdout)
 
-    return median_seconds(step, repeats=repeats)
+    return step
 
 
-def rates(N, repeats, torch):
-    """Print GFLOP/s of fast conv forward+backward in float32 on each CNN shape, next to the GEMM rate."""
-    for name, C, F, k, stride, pad, size in CNN_SHAPES:
-        gemm = gemm_gflops(n=1024, dtype=np.float32, repeats=repeats)
+def time_shapes(shapes, N, n_threads, repeats, torch):
+    """Print one line per shape: forward and backward times, GFLOP/s next to the GEMM rate, the ratio to
+    torch; then the whole list's rate. Returns nothing."""
+    gemm_a = np.random.default_rng(1).standard_normal((1024, 1024)).astype(np.float32)
+    total_flops = gemm_equivalent = 0.0  # flops, and GFLOP the GEMM would do in our time
+    for C, F, k, stride, pad, size in shapes:
         x, w, b, conv_param, dout = conv_problem(N, C, F, k, stride, pad, size, np.float32)
-        t_f, t_b = time_pair(
-            fast_layers.conv_forward_fast, fast_layers.conv_backward_fast, x, w, b, conv_param, dout, repeats
-        )
+        with threads(n_threads, torch):
+            _, cache = fast_layers.conv_forward_fast(x, w, b, conv_param)
+            fns = [
+                lambda: fast_layers.conv_forward_fast(x, w, b, conv_param),  # noqa: B023 (used at once)
+                lambda: fast_layers.conv_backward_fast(dout, cache),  # noqa: B023
+                lambda: gemm_a @ gemm_a,
+            ]
+            if torch is not None:
+                fns.append(torch_step(torch, x, w, b, conv_param, dout))
+            seconds = interleaved_medians(fns, repeats=repeats)
+        t_f, t_b, t_gemm = seconds[:3]
+        gemm = 2 * 1024**3 / t_gemm / 1e9
         # forward: one product (F x CKK) @ (CKK x NP); backward: two of the same size
         flops = 3 * 2 * F * C * k * k * dout.shape[0] * dout.shape[2] * dout.shape[3]
         rate = flops / (t_f + t_b) / 1e9
+        total_flops, gemm_equivalent = total_flops + flops, gemm_equivalent + (t_f + t_b) * gemm
+        name = f"{C}->{F} {k}x{k} s{stride} p{pad} on {size}x{size}"
         line = (
             f"  {name:29s} fwd {t_f * 1e3:7.1f} ms  bwd {t_b * 1e3:7.1f} ms  {rate:6.1f} GFLOP/s"
-            f"  = {rate / gemm:4.2f} x GEMM ({gemm:.1f} GFLOP/s)"
+            f"  = {rate / gemm:4.2f} x GEMM ({gemm:5.1f} GFLOP/s)"
         )
         if torch is not None:
-            t_torch = torch_seconds(torch, x, w, b, conv_param, dout, repeats)
-            line += f"  torch {t_torch * 1e3:7.1f} ms: ours takes {(t_f + t_b) / t_torch:4.2f} x torch's time"
+            ratio = (t_f + t_b) / seconds[3]
+            line += f"  torch {seconds[3] * 1e3:7.1f} ms: ours takes {ratio:4.2f} x torch's time"
         print(line)
+    # each layer's time at the GEMM rate measured next to it: a busy moment does not skew the total
+    print(f"  all {len(shapes)} layers together: {total_flops / 1e9 / gemm_equivalent:4.2f} x GEMM")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per figure (median)")
-    parser.add_argument("--batch", type=int, default=50, help="N for the CNN shapes")
+    parser.add_argument("--batch", type=int, default=50, help="N for the CNN and shipped-model shapes")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="BLAS (and torch) threads")
     parser.add_argument(
         "--cpu-time",
         action="store_true",
-        help="time with the process's CPU time instead of wall time (use with one thread)",
+        help="time with the process's CPU time instead of wall time (meaningful for one thread only)",
     )
     args = parser.parse_args()
     set_clock("cpu" if args.cpu_time else "wall")
@@ -115,16 +144,17 @@ def main():
     clock = "CPU time" if args.cpu_time else "wall time"
     print(f"bench/conv.py: {machine_line()}, load average {os.getloadavg()[0]:.1f}, medians of {clock}")
     kernels = "Cython extension" if fast_layers.USE_CYTHON else "numpy fallback (extension not built)"
-    torch_found = f"{torch.__version__} ({torch.get_num_threads()} threads)" if torch else "not installed"
-    print(f"im2col: {kernels}; torch: {torch_found}")
+    print(f"im2col: {kernels}; torch: {torch.__version__ if torch else 'not installed'}")
     print("\nFast vs naive convolution (goal: at least 100x)")
     speedup(100, 2, 3, 25, 3, 2, 1, 31, args.repeats)  # the classic kit's benchmark shape
     speedup(args.batch, 1, 64, 64, 3, 1, 1, 32, args.repeats)
-    print(
-        f"\nFast convolution forward+backward, float32, N={args.batch} "
-        "(target: at least 1/3 of the GEMM rate on the 3x3 shapes)"
-    )
-    rates(args.batch, args.repeats, torch)
+    for n_threads in args.threads:
+        plural = "s" if n_threads > 1 else ""
+        print(f"\nFast convolution forward+backward, float32, N={args.batch}, {n_threads} thread{plural}")
+        print("classic CNN shapes (target: at most 1.25x torch's time)")
+        time_shapes(CNN_SHAPES, args.batch, n_threads, args.repeats, torch)
+        print("shipped model's shapes (target: at least 1/3 of the GEMM rate)")
+        time_shapes(SHIPPED_SHAPES, args.batch, n_threads, args.repeats, torch)
 
 
 if __name__ == "__main__":
