@@ -233,8 +233,11 @@ def _normalize_forward(x, gamma, beta, bn_param, axes):
     else:
         mean, var = running_mean, running_var
     inv_std = (1.0 / np.sqrt(var + eps)).astype(x.dtype, copy=False)
-    x_hat = (x - mean.reshape(shape).astype(x.dtype, copy=False)) * inv_std.reshape(shape)
-    out = x_hat * gamma.reshape(shape) + beta.reshape(shape)
+    # Two passes that allocate, two in place: x_hat = (x - mean) * inv_std, out = x_hat * gamma + beta.
+    x_hat = x - mean.astype(x.dtype, copy=False).reshape(shape)
+    x_hat *= inv_std.reshape(shape)
+    out = x_hat * gamma.reshape(shape)
+    out += beta.reshape(shape)
     return out, (mode, x_hat, inv_std, gamma, axes, shape)
 
 
@@ -243,16 +246,19 @@ def _normalize_backward(dout, cache):
     mode, x_hat, inv_std, gamma, axes, shape = cache
     dbeta = dout.sum(axis=axes)
     dgamma = (dout * x_hat).sum(axis=axes)
-    dx_hat = dout * gamma.reshape(shape)
+    scale = (gamma * inv_std).reshape(shape)
     if mode == "test":
         # The statistics are constants here, so the layer is a per-feature affine map.
-        return dx_hat * inv_std.reshape(shape), dgamma, dbeta
-    # Train mode: the mean and variance depend on x as well. With m the number of values per feature,
-    # dx = inv_std / m * (m dx_hat - sum(dx_hat) - x_hat * sum(dx_hat * x_hat)).
+        return dout * scale, dgamma, dbeta
+    # Train mode: the mean and variance depend on x as well. With m the number of values per feature and
+    # dx_hat = gamma dout, dx = inv_std / m * (m dx_hat - sum(dx_hat) - x_hat * sum(dx_hat * x_hat)); the two
+    # sums are gamma dbeta and gamma dgamma, already computed, so
+    # dx = gamma inv_std * (dout - (dbeta + x_hat dgamma) / m).
     m = x_hat.size // x_hat.shape[1]
-    sum_dx_hat = dx_hat.sum(axis=axes).reshape(shape)
-    sum_dx_hat_x_hat = (dx_hat * x_hat).sum(axis=axes).reshape(shape)
-    dx = (inv_std.reshape(shape) / m) * (m * dx_hat - sum_dx_hat - x_hat * sum_dx_hat_x_hat)
+    dx = x_hat * (dgamma / m).reshape(shape)
+    dx += (dbeta / m).reshape(shape)
+    np.subtract(dout, dx, out=dx)
+    dx *= scale
     return dx, dgamma, dbeta
 
 
