@@ -12,14 +12,14 @@ import fcntl
 import os
 import random
 import stat
-import tempfile
 from pathlib import Path
 
 from staff.procs import ipc_objects_of_uid, processes_of_uid
 
 FIRST, COUNT = 200_000, 800_000  # uids 200000..999999: above the users of common distributions
 _RANDOM = random.SystemRandom()
-LOCK_DIR = Path(tempfile.gettempdir()) / "asgn3-sandbox-uids"
+# One folder for the whole machine (never under $TMPDIR, which differs between grader processes)
+LOCK_DIR = Path("/run" if os.access("/run", os.W_OK) else "/tmp") / "asgn3-sandbox-uids"
 
 
 class UidError(RuntimeError):
