@@ -159,8 +159,12 @@ class Grader:
         """Run every check; returns the Gradescope-shaped result dict."""
         self.start = start = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="asgn3-grade-") as private:
+            # Sandbox uids pass through (never list) to box/, their kit and job folders; everything the
+            # grader keeps for itself (the submission, the reference results) sits in trusted/ (0700).
             self.private = Path(private)
-            os.chmod(private, 0o700)
+            os.chmod(private, 0o711)
+            self.trusted = self.private / "trusted"
+            self.trusted.mkdir(mode=0o700)
             try:
                 tests, notes = self._grade_checks()
             except SubmissionError as error:
@@ -179,13 +183,16 @@ class Grader:
         return [test_entry(check, 0.0, f"not run: {reason}") for check in build_checks(self.seed, self.only)]
 
     def _grade_checks(self):
-        submission = self.private / "submission"
+        submission = self.trusted / "submission"
         extract_zip(self.zip_path, submission)
         package = find_package(submission)
         notes = [notebook_note(submission)]
         if package is None:
             notes.append("no asgn3 folder in the zip: every student file is the stub")
         box = self.private / "box"
+        (box / "jobs").mkdir(parents=True)
+        for folder in (box, box / "jobs"):
+            os.chmod(folder, 0o711)
         provenance = build_sandbox_kit(package, box / "kit")
         notes.append(
             "student files: " + ", ".join(f"{name} {how}" for name, how in sorted(provenance.items()))
@@ -214,7 +221,7 @@ class Grader:
     def _run_reference(self, checks):
         """The reference's Outcomes of each check's jobs, all run in one trusted process."""
         jobs = [job for check in checks for job in check.reference]
-        outcomes = run_trusted(jobs, self.private / "reference") if jobs else []
+        outcomes = run_trusted(jobs, self.trusted / "reference") if jobs else []
         per_check, position = [], 0
         for check in checks:
             per_check.append(outcomes[position : position + len(check.reference)])
@@ -272,7 +279,7 @@ class Grader:
     def _evaluate(self, jobs):
         """Trusted evaluation of what a submission returned (e.g. its trained parameters)."""
         self._evaluations += 1
-        return run_trusted(jobs, self.private / f"evaluate{self._evaluations}")
+        return run_trusted(jobs, self.trusted / f"evaluate{self._evaluations}")
 
 
 def notebook_note(root):
