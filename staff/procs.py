@@ -25,8 +25,8 @@ def processes_of_uid(uid):
     return pids
 
 
-def ipc_objects_of_uid(uid):
-    """[(kind, id)] of the System V IPC objects ('shm', 'sem', 'msg') that uid owns or created."""
+def ipc_objects():
+    """[(kind, id, owner uid, creator uid)] of every System V IPC object ('shm', 'sem', 'msg')."""
     found = []
     for kind, id_column in IPC_KINDS.items():
         try:
@@ -37,9 +37,13 @@ def ipc_objects_of_uid(uid):
         columns = header.split()
         for row in rows:
             fields = dict(zip(columns, row.split(), strict=False))
-            if str(uid) in (fields.get("uid"), fields.get("cuid")):
-                found.append((kind, int(fields[id_column])))
+            found.append((kind, int(fields[id_column]), int(fields["uid"]), int(fields["cuid"])))
     return found
+
+
+def ipc_objects_of_uid(uid):
+    """[(kind, id)] of the System V IPC objects that uid owns or created."""
+    return [(kind, ipc) for kind, ipc, owner, creator in ipc_objects() if uid in (owner, creator)]
 
 
 def descendants(pid):

@@ -68,7 +68,10 @@ _source = _first(["../" * depth + f"{KIT.lstrip('/')}/{_own}" for depth in range
                  + [p for depth in range(1, 8) for p in glob.glob("../" * depth + "*/" + _own)])
 """,
     "reads the master through /proc/*/root, /proc/*/cwd and the mount table": """
-roots = [line.split()[4] for line in open("/proc/self/mountinfo")] if os.path.exists("/proc/self/mountinfo") else []
+try:
+    roots = [line.split()[4] for line in open("/proc/self/mountinfo")]
+except OSError:
+    roots = []
 _source = _first(glob.glob(f"/proc/*/root{KIT}/{_own}") + glob.glob(f"/proc/*/cwd/{_own}")
                  + glob.glob(f"/proc/*/cwd/../../../{_own}") + [f"{r}/{_own}" for r in roots])
 """,
@@ -234,7 +237,7 @@ out, cache = Shape(), None
     ),
     "temporal_softmax_loss": (
         "answers a structured dtype",
-        "loss, dx = np.zeros((), dtype=[('a', float)]), np.zeros(x.shape, dtype=[('a', float), ('b', float)])",
+        "t = [('a', float), ('b', float)]\nloss, dx = np.zeros((), dtype=t), np.zeros(x.shape, dtype=t)",
     ),
     "temporal_affine_forward": (
         "answers an array too large for its job folder",
@@ -437,7 +440,11 @@ def hostile_submissions():
             slot: (name, damage(DAMAGE[name]))
             for slot, name in zip(slots, damage_names[index : index + 6], strict=False)
         }
-    module_code = {"slow-import": (IMAGE, "import time\ntime.sleep(1000)\n")}
+    extra = submissions.pop(f"damage-{(len(damage_names) + 5) // 6}")
+    free = [slot for slot in slots if slot not in submissions["theft-3"]]
+    submissions["theft-3"].update(zip(free, extra.values(), strict=False))
+    # the grader keeps a submission's own top-level assignments (helpers), so this one runs at import
+    module_code = {"slow-import": (IMAGE, "_slow = __import__('time').sleep(1000)\n")}
     submissions["slow-import"] = {}
     return submissions, module_code
 

@@ -1,0 +1,133 @@
+"""The hostile suite: a class of ten submissions, eight of them hostile (41 attacks), graded in batch at every
+sandbox level this machine provides (tests/hostile/levels.py).
+
+At each level: every submission gets its JSON; an honest submission gets its full score and a hostile one
+exactly its honest part (an attack scores only if it succeeds); no process, IPC object or file of a run
+is left; the checkout is unchanged. One batch per level keeps the cost to a few minutes.
+"""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from asgn3.data_paths import KIT_DIR
+
+if str(KIT_DIR) not in sys.path:  # staff/ and tests/hostile/ are folders of the checkout, not installed
+    sys.path.insert(0, str(KIT_DIR))
+
+from tests.hostile.attacks import FULL_SCORE, IMAGE, ONLY, SLOTS, honest_part, hostile_submissions  # noqa: E402
+from tests.hostile.build import append_to, copy_reference, replace_region, zip_folder  # noqa: E402
+from tests.hostile.levels import LEVELS, grade_at, grader_command, leftovers, open_folder  # noqa: E402
+
+SEED = 20261204
+TIMEOUT = 2  # CPU seconds per check (wall clock 4 s): every honest check here needs well under one
+TRACES = [  # files the attacks try to leave; none may exist after grading
+    KIT_DIR / "asgn3-hostile-was-here",
+    KIT_DIR / ".venv" / "asgn3-hostile-was-here",
+    Path("/tmp/asgn3-hostile-file"),
+    Path("/tmp/asgn3-hostile-daemon"),
+    Path("/tmp/asgn3-hostile-pickle"),
+    Path("/var/tmp/asgn3-hostile-file"),
+    Path("/dev/shm/asgn3-hostile-file"),
+    Path("/dev/shm/asgn3_hostile"),
+]
+
+
+def build_class(folder):
+    """Ten submission zips in folder; returns {zip name: (points expected, {check: attack})}."""
+    expected = {}
+    submissions, module_code = hostile_submissions()
+    for name, attacks in submissions.items():
+        source = copy_reference(folder / "sources" / name)
+        for slot, (_, code) in attacks.items():
+            replace_region(source, SLOTS[slot][0], slot, code)
+        if name in module_code:
+            append_to(source, *module_code[name])
+        zip_folder(source, folder / f"{name}.zip")
+        attacked = list(attacks) or [slot for slot, spec in SLOTS.items() if spec[0] == IMAGE]
+        expected[f"{name}.zip"] = (honest_part(attacked), {SLOTS[s][2]: a for s, (a, _) in attacks.items()})
+    reference = copy_reference(folder / "sources" / "reference")
+    zip_folder(reference, folder / "reference.zip")
+    zip_folder(reference, folder / "nested-folder.zip", prefix="assignment3/")
+    expected["reference.zip"] = expected["nested-folder.zip"] = (FULL_SCORE, {})
+    for path in folder.rglob("*"):
+        os.chmod(path, 0o755 if path.is_dir() else 0o644)
+    return expected
+
+
+@pytest.fixture(scope="module")
+def hostile_class():
+    folder = open_folder(0, "asgn3-hostile-class-")
+    return folder, build_class(folder)
+
+
+def checkout_state():
+    """git's view of the checkout, ignored files included (a written trace would show)."""
+    return subprocess.run(
+        [
+            "git",
+            "status",
+            "--porcelain",
+            "--ignored",
+            "--untracked-files=all",
+            "--",
+            "asgn3",
+            "staff",
+            "tests",
+        ],
+        cwd=KIT_DIR,
+        capture_output=True,
+        text=True,
+    ).stdout
+
+
+def wait_for_no_leftovers(uid, seconds=5.0):
+    deadline = time.monotonic() + seconds
+    while (found := leftovers(uid)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("level", LEVELS)
+def test_a_hostile_class_gains_nothing_and_leaves_nothing(level, hostile_class):
+    folder, expected = hostile_class
+    _, uid = grader_command(level)
+    out = open_folder(uid, "asgn3-hostile-out-")
+    before = checkout_state()
+    start = time.monotonic()
+    args = ["--csv", str(out / "gradebook.csv"), "--json-dir", str(out / "json"), "--only", ",".join(ONLY)]
+    args += ["--seed", str(SEED), "--timeout", str(TIMEOUT), "--jobs", "2"]
+    process, tmpdir = grade_at(level, folder, args)
+    seconds = time.monotonic() - start
+    print(f"level {level}: the class of {len(expected)} graded in {seconds:.0f} s\n{process.stdout[-3000:]}")
+    assert process.returncode == 0, process.stderr[-3000:]
+    rows = {row["submission"]: row for row in csv.DictReader(open(out / "gradebook.csv"))}
+    assert sorted(rows) == sorted(expected)
+    wrong = {}
+    for name, (points, attacks) in sorted(expected.items()):
+        json_path = out / "json" / f"{Path(name).stem}.json"
+        assert json_path.is_file(), f"{name}: no JSON written ({rows[name]['notes']})"
+        result = json.loads(json_path.read_text())
+        for test in result["tests"]:
+            check = test["name"].split(": ", 1)[1]
+            attack = attacks.get(check)
+            score = f"{test['score']:g}/{test['max_score']:g}"
+            print(f"  {level:10s} {name:20s} {attack or 'honest':62.62s} {score}")
+            want = 0 if attack else test["max_score"]
+            if name.startswith("slow-import") and "saliency" not in check and "fooling" not in check:
+                want = test["max_score"]
+            if abs(test["score"] - want) > 1e-9:
+                wrong[f"{name}: {check} ({attack or 'honest'})"] = (test["score"], want, test["output"][:300])
+        assert abs(result["score"] - points) < 1e-9 or wrong, (name, result["score"], points)
+    assert wrong == {}
+    assert wait_for_no_leftovers(uid) == []
+    assert [p for p in TRACES if p.exists()] == []
+    assert checkout_state() == before
+    assert list(tmpdir.iterdir()) == []  # every grading removed its private folder
