@@ -4,7 +4,8 @@ A uid is taken by locking its file in a folder only root can enter (flock: every
 machine, batch workers included, sees the same locks, and a crashed grader's locks vanish with it), then
 checking that no process runs under it and no System V IPC object belongs to it. The lock is held until
 the run's supervisor has killed everything of the uid, so a uid is never reused while anything of it
-lives. Uids are drawn at random from a range far above the system's users.
+lives. Uids are drawn at random from a range far above the system's users; $ASGN3_SANDBOX_UIDS=FIRST:COUNT
+moves it (e.g. where a user namespace maps fewer uids, or to keep two graders' runs apart).
 """
 
 import contextlib
@@ -16,7 +17,8 @@ from pathlib import Path
 
 from staff.procs import ipc_objects_of_uid, processes_of_uid
 
-FIRST, COUNT = 200_000, 800_000  # uids 200000..999999: above the users of common distributions
+FIRST, COUNT = 2_000_000, 1_000_000  # far above the users of common distributions
+RANGE_VARIABLE = "ASGN3_SANDBOX_UIDS"  # FIRST:COUNT, e.g. for graders that must not share uids
 _RANDOM = random.SystemRandom()
 # One folder for the whole machine (never under $TMPDIR, which differs between grader processes)
 LOCK_DIR = Path("/run" if os.access("/run", os.W_OK) else "/tmp") / "asgn3-sandbox-uids"
@@ -41,6 +43,22 @@ def _lock_dir():
     return LOCK_DIR
 
 
+def uid_range():
+    """(first uid, how many) that sandbox runs draw from."""
+    text = os.environ.get(RANGE_VARIABLE, "")
+    if not text:
+        return FIRST, COUNT
+    try:
+        first, count = (int(part) for part in text.split(":"))
+    except ValueError:
+        first = count = 0
+    if first < 65536 or count < 1:
+        raise UidError(
+            f"{RANGE_VARIABLE}={text!r}: expected FIRST:COUNT with FIRST >= 65536, e.g. 2000000:1000000"
+        )
+    return first, count
+
+
 def in_use(uid):
     """Whether a process runs under uid, or a System V IPC object belongs to it."""
     return bool(processes_of_uid(uid) or ipc_objects_of_uid(uid))
@@ -50,8 +68,9 @@ def in_use(uid):
 def fresh_uid(attempts=200):
     """Hold a fresh uid for the duration of the block (its lock file is removed afterwards)."""
     folder = _lock_dir()
+    first, count = uid_range()
     for _ in range(attempts):
-        uid = FIRST + _RANDOM.randrange(COUNT)
+        uid = first + _RANDOM.randrange(count)
         path = folder / f"{uid}.lock"
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         try:

@@ -23,7 +23,7 @@ if str(KIT_DIR) not in sys.path:  # staff/ and tests/hostile/ are folders of the
 
 from tests.hostile.attacks import FULL_SCORE, IMAGE, ONLY, SLOTS, honest_part, hostile_submissions  # noqa: E402
 from tests.hostile.build import append_to, copy_reference, replace_region, zip_folder  # noqa: E402
-from tests.hostile.levels import LEVELS, grade_at, grader_command, leftovers, open_folder  # noqa: E402
+from tests.hostile.levels import LEVELS, grade_at, grader_command, leftovers, open_folder, private_uids  # noqa: E402
 
 SEED = 20261204
 TIMEOUT = 2  # CPU seconds per check (wall clock 4 s): every honest check here needs well under one
@@ -37,6 +37,12 @@ TRACES = [  # files the attacks try to leave; none may exist after grading
     Path("/dev/shm/asgn3-hostile-file"),
     Path("/dev/shm/asgn3_hostile"),
 ]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _private_uids():
+    with private_uids():
+        yield
 
 
 def build_class(folder):

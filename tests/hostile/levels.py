@@ -8,8 +8,10 @@ environment made from the system's Python of the same version with the grader's 
 A level is skipped only when the machine cannot provide it, with the reason.
 """
 
+import contextlib
 import os
 import pwd
+import random
 import shutil
 import site
 import subprocess
@@ -22,10 +24,13 @@ import pytest
 from asgn3.data_paths import KIT_DIR
 from staff import sandbox
 from staff.procs import ipc_objects, ipc_objects_of_uid, processes_of_uid
-from staff.uids import COUNT, FIRST
+from staff.uids import RANGE_VARIABLE
 
 LEVELS = ("namespaces", "uid", "user")
 TESTER = "asgn3-tester"
+# The runs of these tests draw their uids from a range of their own, so that what they leave behind is
+# told apart from the runs of other graders on the machine.
+FIRST_UID, UID_COUNT = 3_000_000 + random.SystemRandom().randrange(900) * 1000, 1000
 SHARED = Path(tempfile.gettempdir()) / f"asgn3-shared-python-{sys.version_info[0]}.{sys.version_info[1]}"
 
 
@@ -119,8 +124,16 @@ def grade_at(level, target, args, timeout=1200):
     return process, tmpdir
 
 
+@contextlib.contextmanager
+def private_uids():
+    """Within the block, sandbox runs (here and in the graders started here) use this module's uids."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(RANGE_VARIABLE, f"{FIRST_UID}:{UID_COUNT}")
+        yield
+
+
 def sandbox_uid(uid):
-    return FIRST <= uid < FIRST + COUNT
+    return FIRST_UID <= uid < FIRST_UID + UID_COUNT
 
 
 def leftovers(level_uid):
