@@ -10,20 +10,15 @@ import csv
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from asgn3.data_paths import KIT_DIR
-
-if str(KIT_DIR) not in sys.path:  # staff/ and tests/hostile/ are folders of the checkout, not installed
-    sys.path.insert(0, str(KIT_DIR))
-
-from tests.hostile.attacks import FULL_SCORE, IMAGE, ONLY, SLOTS, honest_part, hostile_submissions  # noqa: E402
-from tests.hostile.build import append_to, copy_reference, replace_region, zip_folder  # noqa: E402
-from tests.hostile.levels import LEVELS, grade_at, grader_command, leftovers, open_folder, private_uids  # noqa: E402
+from tests.hostile.attacks import FULL_SCORE, IMAGE, ONLY, SLOTS, honest_part, hostile_submissions
+from tests.hostile.build import append_to, copy_reference, replace_region, zip_folder
+from tests.hostile.levels import LEVELS, grade_at, grader_command, leftovers, open_folder, private_uids
 
 SEED = 20261204
 TIMEOUT = 2  # CPU seconds per check (wall clock 4 s): every honest check here needs well under one

@@ -1,17 +1,11 @@
 """staff/safezip.py: zips that cannot be extracted are refused with a message that says what to do, and a
 zip without asgn3/ at its root is searched for the obvious fix (or described, when there is none)."""
 
-import sys
 import zipfile
 
 import pytest
 
-from asgn3.data_paths import KIT_DIR
-
-if str(KIT_DIR) not in sys.path:  # staff/ is a folder of the checkout, not installed
-    sys.path.insert(0, str(KIT_DIR))
-
-from staff.safezip import SubmissionError, check_zip, extract_zip, locate_package  # noqa: E402
+from staff.safezip import SubmissionError, check_zip, extract_zip, locate_package
 
 STUDENT_FILES = ["asgn3/classifiers/rnn.py", "asgn3/image_gradients.py", "asgn3/rnn_layers.py"]
 

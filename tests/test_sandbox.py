@@ -15,11 +15,7 @@ from pathlib import Path
 import pytest
 
 from asgn3.data_paths import KIT_DIR
-
-if str(KIT_DIR) not in sys.path:  # staff/ and tests/hostile/ are folders of the checkout, not installed
-    sys.path.insert(0, str(KIT_DIR))
-
-from staff import landlock, sandbox, seccomp, uids  # noqa: E402
+from staff import landlock, sandbox, seccomp, uids
 from tests.hostile.levels import (
     FIRST_UID,
     LEVELS,
@@ -28,7 +24,7 @@ from tests.hostile.levels import (
     leftovers,
     open_folder,
     private_uids,
-)  # noqa: E402
+)
 
 DRIVER = KIT_DIR / "tests" / "hostile" / "probe_driver.py"
 
