@@ -249,10 +249,9 @@ TASKS = {
 
 def _error_text(error):
     """A short account of an exception: its type and message, and the last frames in the kit's code."""
-    frames = [frame for frame in traceback.extract_tb(error.__traceback__) if "asgn3" in frame.filename]
+    frames = [frame for frame in traceback.extract_tb(error.__traceback__) if "/asgn3/" in frame.filename]
     where = "; ".join(
-        f"{frame.filename.split('asgn3', 1)[-1].lstrip('/')}:{frame.lineno} in {frame.name}"
-        for frame in frames[-3:]
+        f"{frame.filename.rsplit('/asgn3/', 1)[-1]}:{frame.lineno} in {frame.name}" for frame in frames[-3:]
     )
     text = f"{type(error).__name__}: {error}"[:600]
     return f"{text} (at {where})" if where else text

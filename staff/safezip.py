@@ -214,14 +214,15 @@ def locate_package(root, student_files, scratch, limits=ZipLimits(), nested=Fals
     Inputs:
     - root: the folder the zip was extracted to.
     - student_files: the files students write, as paths like 'asgn3/rnn_layers.py'.
-    - scratch: an empty folder of the grader's, for a rebuilt package (loose files, a zip in the zip).
+    - scratch: an empty folder of the grader's, for a rebuilt package (loose files, a zip in the zip);
+      None: those fixes are only described.
     - limits: ZipLimits for a zip inside the zip.
     - nested: True inside a zip of the zip (whose own zips are not opened).
     Returns (folder or None, note). The obvious fix is graded when there is one: the one shallowest asgn3
     folder, the asgn3 of the only zip inside the zip, loose student files each found once; otherwise
     None, and the note says what the zip holds and what to do.
     """
-    root, scratch = Path(root), Path(scratch)
+    root = Path(root)
     if (root / "asgn3").is_dir():
         return root / "asgn3", ""
     folders = sorted((p for p in root.rglob("asgn3") if p.is_dir()), key=lambda p: len(p.parts))
@@ -238,11 +239,11 @@ def locate_package(root, student_files, scratch, limits=ZipLimits(), nested=Fals
     if not files:
         return None, f"the zip is empty: {COLLECT}"
     inner = [p for p in files if p.suffix.lower() == ".zip"]
-    if len(inner) == 1 and not nested:
-        return _inner_zip(inner[0], root, student_files, scratch, limits)
+    if len(inner) == 1 and not nested and scratch is not None:
+        return _inner_zip(inner[0], root, student_files, Path(scratch), limits)
     loose = _loose_student_files(files, student_files)
-    if loose:
-        return _rebuild(loose, root, scratch)
+    if loose and scratch is not None:
+        return _rebuild(loose, root, Path(scratch))
     if len(inner) > 1:
         return (
             None,

@@ -207,6 +207,11 @@ def accept_risks(names):
     _ACCEPTED.update(names)
 
 
+def accepted_risks():
+    """The risks of this machine that staff accepted, sorted."""
+    return sorted(set(risks()) & _ACCEPTED)
+
+
 def require_safe():
     """Raise SandboxRefused naming every risk of this level that staff did not accept."""
     open_risks = {name: why for name, why in risks().items() if name not in _ACCEPTED}
@@ -513,9 +518,9 @@ def _supervised(config, job_dir, limits):
     except (OSError, ValueError):
         report = {"returncode": -9, "timed_out": True, "stopped": "the supervisor failed", "seconds": seconds}
         report["stopped"] += f": {errors.decode(errors='replace')[-500:]}"
+    if report.get("stopped") == "time":
+        report["stopped"] = ""  # timed_out says it
     tail = _tail(log)
-    if report.get("stopped") and report["stopped"] != "time":
-        tail += f"\nsandbox: stopped the run ({report['stopped']})"
     return RunResult(
         report["returncode"], report["timed_out"], report["seconds"], tail, report.get("stopped", "")
     )
