@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -132,3 +133,72 @@ def test_a_hostile_class_gains_nothing_and_leaves_nothing(level, hostile_class):
     assert [p for p in TRACES if p.exists()] == []
     assert checkout_state() == before
     assert list(tmpdir.iterdir()) == []  # every grading removed its private folder
+
+
+# -- what the grader itself reads: zip shapes, notebooks, and what it hands the trusted side ----------------
+
+
+def grade_in_process(zip_path, only):
+    from staff.grade import Grader
+
+    return Grader(zip_path, only=only, seed=SEED, timeout=TIMEOUT).grade()
+
+
+def scores(result):
+    return {test["name"].split(": ", 1)[1]: test["score"] for test in result["tests"]}
+
+
+@pytest.mark.slow
+def test_zip_shapes_notebooks_lies_to_the_trusted_side_and_error_lines(tmp_path):
+    """At the full level (these are read by the grader, not run in the sandbox): the obvious fix of a
+    zip without asgn3/ is graded, broken notebooks are noted, parameters of the wrong shape fail the
+    check instead of the trusted evaluation, and errors point at the student's own lines."""
+    reference = copy_reference(tmp_path / "reference")
+    only = ["sigmoid values", "rnn_step_forward values"]
+    loose = zip_folder(reference / "asgn3", tmp_path / "loose.zip")  # rnn_layers.py etc. at the root
+    inner = zip_folder(reference, tmp_path / "assignment3.zip")
+    with zipfile.ZipFile(tmp_path / "zip-in-zip.zip", "w") as archive:
+        archive.write(inner, "assignment3.zip")
+    notebooks = copy_reference(tmp_path / "notebooks")
+    (notebooks / "RNN_Captioning.ipynb").write_text("{not json")
+    (notebooks / "LSTM_Captioning.ipynb").write_text("[" * 100000 + "]" * 100000)
+    notebooks_zip = zip_folder(notebooks, tmp_path / "notebooks.zip")
+    for zip_path, note in [
+        (loose, "loose files you write: graded classifiers/rnn.py as asgn3/classifiers/rnn.py"),
+        (tmp_path / "zip-in-zip.zip", "graded the asgn3 in assignment3.zip"),
+        (notebooks_zip, "RNN_Captioning.ipynb is not a valid notebook"),
+    ]:
+        result = grade_in_process(zip_path, only)
+        print(zip_path.name, result["score"], result["output"])
+        assert result["score"] == 6 and note in result["output"]
+    assert "LSTM_Captioning.ipynb is not a valid notebook" in result["output"]
+
+    empty = tmp_path / "empty.zip"
+    zipfile.ZipFile(empty, "w").close()
+    result = grade_in_process(empty, only)
+    assert result["score"] == 0 and "the zip is empty" in result["tests"][0]["output"]
+
+    lines = copy_reference(tmp_path / "lines")
+    replace_region(lines, RNN := "asgn3/rnn_layers.py", "rnn_step_forward", "next_h = x @ Wh\ncache = None")
+    text = (lines / RNN).read_text()
+    student_line = text.splitlines().index("    next_h = x @ Wh") + 1
+    (lines / RNN).write_text("# a comment of the student's own\n" * 7 + text)  # shifts every line by 7
+    result = grade_in_process(zip_folder(lines, tmp_path / "lines.zip"), ["rnn_step_forward values"])
+    output = result["tests"][0]["output"]
+    print(output)
+    assert (
+        result["score"] == 0 and f"your asgn3/rnn_layers.py:{student_line + 7} in rnn_step_forward" in output
+    )
+
+    shapes = copy_reference(tmp_path / "shapes")
+    replace_region(
+        shapes,
+        "asgn3/classifiers/rnn.py",
+        "loss",
+        'self.params["W_embed"] = np.zeros(1)\n'
+        "loss, grads = 1.0, {k: np.zeros_like(v) for k, v in self.params.items()}",
+    )
+    result = grade_in_process(zip_folder(shapes, tmp_path / "shapes.zip"), ["CaptioningRNN('rnn') overfit"])
+    print(result["tests"][0]["output"])
+    assert result["score"] == 0
+    assert "expected param_W_embed of shape (12, 16), got (1,)" in result["tests"][0]["output"]
