@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from asgn3.data_paths import KIT_DIR
-from tests.hostile.attacks import FULL_SCORE, IMAGE, ONLY, SLOTS, honest_part, hostile_submissions
+from tests.hostile.attacks import FULL_SCORE, ONLY, SLOTS, hostile_submissions
 from tests.hostile.build import append_to, copy_reference, replace_region, zip_folder
 from tests.hostile.levels import LEVELS, grade_at, grader_command, leftovers, open_folder, private_uids
 
@@ -52,8 +52,16 @@ def build_class(folder):
         if name in module_code:
             append_to(source, *module_code[name])
         zip_folder(source, folder / f"{name}.zip")
-        attacked = list(attacks) or [slot for slot, spec in SLOTS.items() if spec[0] == IMAGE]
-        expected[f"{name}.zip"] = (honest_part(attacked), {SLOTS[s][2]: a for s, (a, _) in attacks.items()})
+        named = {SLOTS[slot][2]: attack for slot, (attack, _) in attacks.items()}
+        if name in module_code:  # every check of the module's functions fails with it
+            file = module_code[name][0]
+            named |= {
+                check: f"{name}: top-level code in {file}" for f, _, check, _ in SLOTS.values() if f == file
+            }
+        expected[f"{name}.zip"] = (
+            FULL_SCORE - sum(SLOTS[s][3] for s in SLOTS if SLOTS[s][2] in named),
+            named,
+        )
     reference = copy_reference(folder / "sources" / "reference")
     zip_folder(reference, folder / "reference.zip")
     zip_folder(reference, folder / "nested-folder.zip", prefix="assignment3/")
@@ -123,8 +131,6 @@ def test_a_hostile_class_gains_nothing_and_leaves_nothing(level, hostile_class):
             score = f"{test['score']:g}/{test['max_score']:g}"
             print(f"  {level:10s} {name:20s} {attack or 'honest':62.62s} {score}")
             want = 0 if attack else test["max_score"]
-            if name.startswith("slow-import") and "saliency" not in check and "fooling" not in check:
-                want = test["max_score"]
             if abs(test["score"] - want) > 1e-9:
                 wrong[f"{name}: {check} ({attack or 'honest'})"] = (test["score"], want, test["output"][:300])
         assert abs(result["score"] - points) < 1e-9 or wrong, (name, result["score"], points)
