@@ -57,6 +57,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from asgn3.data_paths import KIT_DIR
+from staff.procs import processes_of_uid
 from staff.uids import fresh_uid
 
 MB = 1 << 20
@@ -103,18 +104,13 @@ _MACHINE_LOCK = threading.Lock()
 _ACCEPTED = set()
 
 
-def _python_for_jail():
-    """The grader's own interpreter (the supervisor uses only the standard library)."""
-    return sys.executable
-
-
 def machine():
     """What this machine offers, probed once: {'root', 'namespaces', 'setuid', 'landlock', 'seccomp'}."""
     global _MACHINE
     with _MACHINE_LOCK:  # checks run in threads: all wait for the one probe
         if _MACHINE is None:
             probe = subprocess.run(
-                [_python_for_jail(), "-I", str(JAIL_DIR / "jail.py"), "probe"],
+                [sys.executable, "-I", str(JAIL_DIR / "jail.py"), "probe"],
                 capture_output=True,
                 text=True,
                 timeout=60,
@@ -262,7 +258,7 @@ def _rlimits(limits, level):
     """The run's resource limits as {name: (soft, hard)}."""
     processes = limits.processes
     if level == "user":  # RLIMIT_NPROC counts every process of the user: leave room for this many more
-        processes += len(_own_processes())
+        processes += len(processes_of_uid(os.getuid()))
     memory, file_size = limits.memory_mb * MB, limits.file_mb * MB
     return {
         "cpu": (limits.cpu_seconds, limits.cpu_seconds + 2),
@@ -272,12 +268,6 @@ def _rlimits(limits, level):
         "nproc": (processes, processes),
         "core": (0, 0),
     }
-
-
-def _own_processes():
-    from staff.procs import processes_of_uid
-
-    return processes_of_uid(os.getuid())
 
 
 def _environment(home):
@@ -324,7 +314,7 @@ def run_untrusted(kit_dir, job_dir, script, limits=Limits()):
     kit_dir, job_dir = Path(kit_dir).resolve(), Path(job_dir).resolve()
     level = isolation()
     if level == "user":
-        return _supervised(_user_config(kit_dir, job_dir, script, limits), job_dir, limits)
+        return _supervised(_direct_config(kit_dir, job_dir, script, limits, level), job_dir, limits)
     with fresh_uid() as uid:
         if level == "uid":
             config = _uid_config(kit_dir, job_dir, script, limits, uid)
@@ -352,10 +342,6 @@ def _direct_config(kit_dir, job_dir, script, limits, level):
             "max_processes": limits.processes,
         },
     }
-
-
-def _user_config(kit_dir, job_dir, script, limits):
-    return _direct_config(kit_dir, job_dir, script, limits, "user")
 
 
 def _uid_config(kit_dir, job_dir, script, limits, uid):
@@ -500,7 +486,7 @@ def _supervised(config, job_dir, limits):
     config_path.write_text(json.dumps(config))
     start = time.monotonic()
     supervisor = subprocess.Popen(
-        [_python_for_jail(), "-I", str(JAIL_DIR / "jail.py"), "supervise", str(config_path)],
+        [sys.executable, "-I", str(JAIL_DIR / "jail.py"), "supervise", str(config_path)],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
