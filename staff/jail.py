@@ -132,6 +132,24 @@ def directory_usage(path, stop_bytes, stop_files):
     return total, entries
 
 
+def over_limits(config, log):
+    """Why the run must stop now ('' if it may go on): too much output, or (config['watch']) a job folder
+    beyond its size or file count, or more processes than allowed."""
+    if os.fstat(log).st_size > config["max_output_bytes"]:
+        return f"output: it printed more than {config['max_output_bytes'] >> 20} MB"
+    watch = config.get("watch")
+    if not watch:
+        return ""
+    used, entries = directory_usage(watch["path"], watch["max_bytes"], watch["max_files"])
+    if used > watch["max_bytes"]:
+        return f"disk: the job folder grew beyond {watch['max_bytes'] >> 20} MB"
+    if entries > watch["max_files"]:
+        return f"disk: the job folder holds more than {watch['max_files']} files"
+    if len(descendants(os.getpid())) > watch["max_processes"]:
+        return f"processes: more than {watch['max_processes']} at once"
+    return ""
+
+
 def supervise(config):
     """Run config's command confined; returns the result dict (also written to config['result'])."""
     libc = ctypes.CDLL(None, use_errno=True)
@@ -148,7 +166,6 @@ def supervise(config):
         if config.get("confine", True):
             confine(config)
         os.execve(config["argv"][0], config["argv"], config["env"])
-    watch = config.get("watch")
     stopped, status, next_watch = "", None, 0.0
     while status is None:
         done, wait_status = os.waitpid(pid, os.WNOHANG)
@@ -158,15 +175,9 @@ def supervise(config):
         now = time.monotonic() - start
         if now > config["wall_seconds"]:
             stopped = "time"
-        elif watch and now >= next_watch:
+        elif now >= next_watch:
             next_watch = now + 0.25
-            used, entries = directory_usage(watch["path"], watch["max_bytes"], watch["max_files"])
-            if used > watch["max_bytes"]:
-                stopped = f"disk: the job folder grew beyond {watch['max_bytes'] >> 20} MB"
-            elif entries > watch["max_files"]:
-                stopped = f"disk: the job folder holds more than {watch['max_files']} files"
-            elif len(descendants(os.getpid())) > watch["max_processes"]:
-                stopped = f"processes: more than {watch['max_processes']} at once"
+            stopped = over_limits(config, log)
         if stopped:
             _signal_all([pid, *descendants(os.getpid())])
             _, status = os.waitpid(pid, 0)

@@ -80,6 +80,7 @@ class Limits:
     open_files: int = 256
     job_mb: int = 256  # what the job folder may hold (a tmpfs in the namespaces sandbox, watched elsewhere)
     job_files: int = 2000
+    output_mb: int = 8  # what the run may print (its log lives outside the job folder)
 
 
 @dataclass
@@ -481,7 +482,12 @@ def _namespaces_config(kit_dir, job_dir, script, limits, uid):
 def _supervised(config, job_dir, limits):
     """Start the supervisor (staff/jail.py) on config, wait for it, and read what it reports."""
     log = job_dir.parent / f"{job_dir.name}.log"
-    config = {**config, "log": str(log), "result": str(job_dir.parent / f"{job_dir.name}.result.json")}
+    config = {
+        **config,
+        "log": str(log),
+        "result": str(job_dir.parent / f"{job_dir.name}.result.json"),
+        "max_output_bytes": limits.output_mb * MB,
+    }
     config_path = job_dir.parent / f"{job_dir.name}.jail.json"
     config_path.write_text(json.dumps(config))
     start = time.monotonic()

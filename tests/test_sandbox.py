@@ -293,3 +293,10 @@ def test_the_threat_model_is_written_down():
     doc = textwrap.dedent(sandbox.__doc__)
     for words in ("Threat model", "must never reach", "'namespaces'", "'uid'", "'user'", "accept"):
         assert words in doc
+
+
+def test_a_run_that_prints_too_much_is_stopped(tmp_path):
+    flood = "import sys\nfor _ in range(100):\n    sys.stdout.write('x' * (1 << 20))\n"
+    report, _, uid = run_probe("namespaces", flood, {"output_mb": 4}, tmp_path)
+    assert report["stopped"].startswith("output: it printed more than 4 MB")
+    assert leftovers(uid) == []
