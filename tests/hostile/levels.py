@@ -101,13 +101,23 @@ def grader_command(level):
     return [*become, python, "-m", "staff.grade"], uid
 
 
+_OPEN_FOLDERS = []
+
+
 def open_folder(owner_uid, prefix):
-    """A fresh folder the grader at this level can read and write (owned by owner_uid)."""
+    """A fresh folder the grader at this level can read and write (owned by owner_uid), removed by
+    remove_open_folders (pytest's own temporary folders are closed to other users)."""
     folder = Path(tempfile.mkdtemp(prefix=prefix))
+    _OPEN_FOLDERS.append(folder)
     os.chmod(folder, 0o755)
     if os.geteuid() == 0:
         os.chown(folder, owner_uid, -1)
     return folder
+
+
+def remove_open_folders():
+    while _OPEN_FOLDERS:
+        shutil.rmtree(_OPEN_FOLDERS.pop(), ignore_errors=True)
 
 
 def grade_at(level, target, args, timeout=1200):
@@ -126,10 +136,14 @@ def grade_at(level, target, args, timeout=1200):
 
 @contextlib.contextmanager
 def private_uids():
-    """Within the block, sandbox runs (here and in the graders started here) use this module's uids."""
+    """Within the block, sandbox runs (here and in the graders started here) use this module's uids;
+    the open folders made meanwhile are removed at its end."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(RANGE_VARIABLE, f"{FIRST_UID}:{UID_COUNT}")
-        yield
+        try:
+            yield
+        finally:
+            remove_open_folders()
 
 
 def sandbox_uid(uid):
