@@ -257,7 +257,7 @@ class Grader:
             tests.append(test_entry(check, fraction, text))
         if self.skipped:
             notes.append(
-                f"took too long: the time budget of {self.budget:.0f} s for the whole submission ran out, "
+                f"took too long: the time budget of {self.budget:g} s for the whole submission ran out, "
                 f"{self.skipped} checks were not run (look for code that sleeps, loops or runs at import)"
             )
         return tests, notes
@@ -306,7 +306,7 @@ class Grader:
         left = self.budget - elapsed
         if left < 1:
             self.skipped += 1
-            why = f"not run: took too long (the submission used up its time budget of {self.budget:.0f} s)"
+            why = f"not run: took too long (the submission used up its time budget of {self.budget:g} s)"
             return [Outcome(False, error=why)] * len(jobs)
         limits = replace(limits, wall_seconds=min(limits.wall_seconds, left))
         try:

@@ -208,3 +208,16 @@ def test_zip_shapes_notebooks_lies_to_the_trusted_side_and_error_lines(tmp_path)
     print(result["tests"][0]["output"])
     assert result["score"] == 0
     assert "expected param_W_embed of shape (12, 16), got (1,)" in result["tests"][0]["output"]
+
+
+def test_a_submission_that_uses_up_its_time_budget_is_told_it_took_too_long(tmp_path):
+    from staff.grade import Grader
+
+    submission = zip_folder(copy_reference(tmp_path / "slow"), tmp_path / "slow.zip")
+    result = Grader(submission, only=["sigmoid values"], seed=SEED, budget=0.5).grade()
+    print(result["output"])
+    assert result["score"] == 0
+    assert "not run: took too long" in result["tests"][0]["output"]
+    assert (
+        "took too long: the time budget of 0.5 s for the whole submission ran out, 1 checks" in result["output"]
+    )
