@@ -218,6 +218,4 @@ def test_a_submission_that_uses_up_its_time_budget_is_told_it_took_too_long(tmp_
     print(result["output"])
     assert result["score"] == 0
     assert "not run: took too long" in result["tests"][0]["output"]
-    assert (
-        "took too long: the time budget of 0.5 s for the whole submission ran out, 1 checks" in result["output"]
-    )
+    assert "the time budget of 0.5 s for the whole submission ran out, 1 checks" in result["output"]
