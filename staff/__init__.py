@@ -9,6 +9,8 @@ What the assignment is (notebooks, questions, points, graded functions) is asgn3
 Modules: markers (the START/END regions and their stubs), release, grade (the Grader and the command
 line), questions/ (each question's hidden checks), judging (checks and comparisons), protocol (the job
 files between the grader and its runner), runner (the worker, trusted or in the sandbox), sandbox (run
-untrusted code), safezip (refuse unsafe zips), report (table, JSON, CSV).
+untrusted code: the threat model and its levels), jail (the supervisor of one run), landlock and seccomp
+(what a run may touch and call), uids (fresh uids per run), procs (processes and IPC objects from /proc),
+safezip (refuse unsafe zips, find the submission's asgn3), report (table, JSON, CSV).
 Nothing in asgn3 imports this package, and the student kit does not contain it.
 """

@@ -15,6 +15,7 @@ Programmatic use: `grade_one(zip_path, ...)` returns the result dict; `Grader(zi
 import argparse
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -28,26 +29,37 @@ from pathlib import Path
 from asgn3.assignment import graded_modules, handed_in_notebooks
 from asgn3.data_paths import KIT_DIR
 from staff.judging import Context, Failed, job_modules, run_judge
-from staff.markers import splice_regions, stub_source
+from staff.markers import splice_with_lines, stub_source
 from staff.protocol import Job, Outcome, read_outcomes, write_jobs
 from staff.questions import build_checks
 from staff.report import format_table, test_entry, write_gradebook
-from staff.safezip import SubmissionError, extract_zip
-from staff.sandbox import Limits, RunResult, isolation, run_untrusted
+from staff.safezip import SubmissionError, extract_zip, locate_package
+from staff.sandbox import (
+    Limits,
+    RunResult,
+    SandboxRefused,
+    accept_risks,
+    accepted_risks,
+    isolation,
+    require_safe,
+    run_untrusted,
+)
 
 STAFF_DIR = Path(__file__).resolve().parent
 RUNNER = "staff/runner.py"  # in the master and in the sandbox kit, next to the protocol it speaks
 RUNNER_FILES = ("__init__.py", "protocol.py", "runner.py")
 REFERENCE_LIMITS = Limits(cpu_seconds=300, wall_seconds=300, memory_mb=4096, processes=64)
+IMPORT_LIMITS = Limits(cpu_seconds=10, wall_seconds=12)  # importing a student module must be quick
+BUDGET_SECONDS = 180.0  # a whole submission; an honest one takes about 30 s on two busy cores
+MAX_NOTEBOOK_BYTES = 20 << 20
 
 
 # -- the kit the submission runs in --------------------------------------------------------------------
 
 
 def find_package(root):
-    """The submission's asgn3 folder: the shallowest folder named asgn3, or None."""
-    found = sorted((path for path in Path(root).rglob("asgn3") if path.is_dir()), key=lambda p: len(p.parts))
-    return found[0] if found else None
+    """The submission's asgn3 folder (at the root, or the one shallowest folder of that name), or None."""
+    return locate_package(root, student_files(), scratch=None)[0]
 
 
 def student_files():
@@ -56,19 +68,20 @@ def student_files():
 
 
 def build_sandbox_kit(package, out_dir, kit_dir=KIT_DIR):
-    """Assemble the kit the submission runs in; returns {student file: how it was taken}.
+    """Assemble the kit the submission runs in; returns ({student file: how it was taken}, line maps).
 
     The master's infrastructure (every asgn3 .py without marked regions, and the compiled extension)
     is copied as it is, so a submission cannot replace it. In a file with marked regions, the student's
     regions are spliced into the master's current file (markers.splice_regions: infrastructure fixed
     after the release still applies, and the student's own top-level helpers are kept); a file whose
     regions do not correspond is used whole, and a missing file is the release stub. New .py files of
-    the submission (its own helpers) are added; nothing else of it is copied.
+    the submission (its own helpers) are added; nothing else of it is copied. The line maps, {file
+    under asgn3/: {kit line: the student's line}}, point errors back into the student's own files.
     """
     out_dir = Path(out_dir)
     master = Path(kit_dir) / "asgn3"
     own = set(student_files())
-    provenance = {}
+    provenance, line_maps = {}, {}
     for path in master.rglob("*"):
         rel = path.relative_to(kit_dir).as_posix()
         if "build" in path.relative_to(master).parts or "__pycache__" in rel or not path.is_file():
@@ -80,8 +93,9 @@ def build_sandbox_kit(package, out_dir, kit_dir=KIT_DIR):
         submitted = package / path.relative_to(master) if package else None
         if rel in own and submitted is not None and submitted.is_file():
             text = submitted.read_text(encoding="utf-8", errors="replace")
-            spliced, note = splice_regions(path.read_text(encoding="utf-8"), text, rel)
+            spliced, note, lines = splice_with_lines(path.read_text(encoding="utf-8"), text, rel)
             target.write_text(spliced, encoding="utf-8")
+            line_maps[path.relative_to(master).as_posix()] = lines
             provenance[rel] = f"submitted: {note}"
         elif rel in own:
             target.write_text(stub_source(path.read_text(encoding="utf-8"), rel), encoding="utf-8")
@@ -99,7 +113,21 @@ def build_sandbox_kit(package, out_dir, kit_dir=KIT_DIR):
         shutil.copyfile(STAFF_DIR / name, out_dir / "staff" / name)
     for path in [out_dir, *out_dir.rglob("*")]:
         os.chmod(path, 0o755 if path.is_dir() else 0o644)
-    return provenance
+    return provenance, line_maps
+
+
+def your_lines(error, line_maps):
+    """An error text whose kit locations (`rnn_layers.py:57 in f`) point into the student's own files."""
+
+    def mapped(match):
+        name, line = match[1], int(match[2])
+        if name not in line_maps:
+            return match[0]
+        if line in line_maps[name]:
+            return f"your asgn3/{name}:{line_maps[name][line]}"
+        return f"asgn3/{name}:{line} (kit code)"
+
+    return re.sub(r"(?<![\w/.])((?:\w+/)*\w+\.py):(\d+)", mapped, error)
 
 
 # -- running jobs ----------------------------------------------------------------------------------------
@@ -140,11 +168,13 @@ def run_trusted(jobs, job_dir, limits=REFERENCE_LIMITS):
 class Grader:
     """Grades one submission in its own private temporary folder (removed afterwards)."""
 
-    def __init__(self, zip_path, only=None, seed=None, workers=2, verbose=False, timeout=None, budget=300.0):
+    def __init__(
+        self, zip_path, only=None, seed=None, workers=2, verbose=False, timeout=None, budget=BUDGET_SECONDS
+    ):
         """zip_path: the submission; only: question ids or parts of check names; seed: of the hidden
         inputs (fresh when None); workers: checks run at a time; timeout: seconds of CPU per check
-        (wall clock 1.5 times that), instead of each check's own limits; budget: seconds after which
-        the checks not yet started are not run (only a submission whose checks time out reaches it)."""
+        (wall clock 1.5 times that), instead of each check's own limits; budget: seconds for the whole
+        submission: no run outlives it, and the checks not started by then score 0, "took too long"."""
         self.budget = budget
         self.start = time.monotonic()
         self.zip_path = Path(zip_path)
@@ -159,14 +189,26 @@ class Grader:
         """Run every check; returns the Gradescope-shaped result dict."""
         self.start = start = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="asgn3-grade-") as private:
+            # Sandbox uids pass through (never list) to box/, their kit and job folders; everything the
+            # grader keeps for itself (the submission, the reference results) sits in trusted/ (0700).
             self.private = Path(private)
-            os.chmod(private, 0o700)
+            os.chmod(private, 0o711)
+            self.trusted = self.private / "trusted"
+            self.trusted.mkdir(mode=0o700)
             try:
                 tests, notes = self._grade_checks()
             except SubmissionError as error:
                 tests, notes = self._refused(str(error)), [f"submission refused: {error}"]
+            except SandboxRefused:
+                raise
+            except Exception as error:  # noqa: BLE001 - whatever the input, the result is written
+                why = f"the grader failed on this submission ({type(error).__name__}: {str(error)[:300]})"
+                tests, notes = self._refused(why + ": tell the staff"), [why]
         score = round(sum(test["score"] for test in tests), 2)
-        notes.append(f"sandbox: {isolation()}; seed {self.seed}; graded in {time.monotonic() - start:.1f} s")
+        accepted = "".join(f"; RISK ACCEPTED: {name}" for name in accepted_risks())
+        notes.append(
+            f"sandbox: {isolation()}{accepted}; seed {self.seed}; graded in {time.monotonic() - start:.1f} s"
+        )
         return {
             "score": score,
             "execution_time": round(time.monotonic() - start, 1),
@@ -179,14 +221,17 @@ class Grader:
         return [test_entry(check, 0.0, f"not run: {reason}") for check in build_checks(self.seed, self.only)]
 
     def _grade_checks(self):
-        submission = self.private / "submission"
+        submission = self.trusted / "submission"
         extract_zip(self.zip_path, submission)
-        package = find_package(submission)
-        notes = [notebook_note(submission)]
+        package, where = locate_package(submission, student_files(), self.trusted / "rebuilt")
+        notes = [notebook_note(submission)] + ([where] if where else [])
         if package is None:
-            notes.append("no asgn3 folder in the zip: every student file is the stub")
+            return self._refused(where), notes
         box = self.private / "box"
-        provenance = build_sandbox_kit(package, box / "kit")
+        (box / "jobs").mkdir(parents=True)
+        for folder in (box, box / "jobs"):
+            os.chmod(folder, 0o711)
+        provenance, self.line_maps = build_sandbox_kit(package, box / "kit")
         notes.append(
             "student files: " + ", ".join(f"{name} {how}" for name, how in sorted(provenance.items()))
         )
@@ -195,6 +240,7 @@ class Grader:
         broken = self._broken_modules(box, provenance)
         for module, error in sorted(broken.items()):
             notes.append(f"{module} does not import: {error}")
+        self.skipped = 0
 
         def run_student(index):
             return self._run_student(box, str(index), checks[index], reference[index], broken)
@@ -209,12 +255,17 @@ class Grader:
             except (Failed, KeyError, ValueError, TypeError, IndexError) as error:
                 fraction, text = 0.0, f"could not judge the answer: {type(error).__name__}: {error}"
             tests.append(test_entry(check, fraction, text))
+        if self.skipped:
+            notes.append(
+                f"took too long: the time budget of {self.budget:g} s for the whole submission ran out, "
+                f"{self.skipped} checks were not run (look for code that sleeps, loops or runs at import)"
+            )
         return tests, notes
 
     def _run_reference(self, checks):
         """The reference's Outcomes of each check's jobs, all run in one trusted process."""
         jobs = [job for check in checks for job in check.reference]
-        outcomes = run_trusted(jobs, self.private / "reference") if jobs else []
+        outcomes = run_trusted(jobs, self.trusted / "reference") if jobs else []
         per_check, position = [], 0
         for check in checks:
             per_check.append(outcomes[position : position + len(check.reference)])
@@ -228,7 +279,7 @@ class Grader:
         instead of one per check.
         """
         modules = [name[:-3].replace("/", ".") for name in sorted(provenance)]
-        limits = Limits(cpu_seconds=10, wall_seconds=20)
+        limits = IMPORT_LIMITS
         if self.timeout:
             limits = replace(limits, cpu_seconds=int(self.timeout), wall_seconds=1.5 * self.timeout + 1)
 
@@ -249,12 +300,15 @@ class Grader:
         for module in sorted(needed & set(broken)):
             return [Outcome(False, error=f"{module} does not import: {broken[module]}")] * len(jobs)
         elapsed = time.monotonic() - self.start
-        if elapsed > self.budget:
-            why = f"not run: the time budget of {self.budget:.0f} s was used up by checks that timed out"
-            return [Outcome(False, error=why)] * len(jobs)
         limits = check.limits
         if self.timeout:
             limits = replace(limits, cpu_seconds=int(self.timeout), wall_seconds=1.5 * self.timeout + 1)
+        left = self.budget - elapsed
+        if left < 1:
+            self.skipped += 1
+            why = f"not run: took too long (the submission used up its time budget of {self.budget:g} s)"
+            return [Outcome(False, error=why)] * len(jobs)
+        limits = replace(limits, wall_seconds=min(limits.wall_seconds, left))
         try:
             outcomes = self._run_jobs(box, name, jobs, limits)
         except OSError as error:  # the grader's own trouble (disk full...): report it on the check
@@ -267,12 +321,15 @@ class Grader:
         job_dir = box / "jobs" / name
         write_jobs(job_dir, jobs)
         result = run_untrusted(box / "kit", job_dir, RUNNER, limits)
-        return read_outcomes(job_dir, len(jobs), result)
+        outcomes = read_outcomes(job_dir, len(jobs), result)
+        for outcome in outcomes:
+            outcome.error = your_lines(outcome.error, self.line_maps)
+        return outcomes
 
     def _evaluate(self, jobs):
         """Trusted evaluation of what a submission returned (e.g. its trained parameters)."""
         self._evaluations += 1
-        return run_trusted(jobs, self.private / f"evaluate{self._evaluations}")
+        return run_trusted(jobs, self.trusted / f"evaluate{self._evaluations}")
 
 
 def notebook_note(root):
@@ -283,11 +340,15 @@ def notebook_note(root):
         if not found:
             parts.append(f"{name} missing")
             continue
+        if found[0].stat().st_size > MAX_NOTEBOOK_BYTES:
+            parts.append(f"{name} too large to read ({found[0].stat().st_size >> 20} MB: clear big outputs)")
+            continue
         try:
-            cells = json.loads(found[0].read_text(encoding="utf-8")).get("cells", [])
+            cells = json.loads(found[0].read_text(encoding="utf-8", errors="replace")).get("cells", [])
             executed = any(c.get("execution_count") for c in cells if isinstance(c, dict))
-        except (ValueError, OSError, AttributeError):
-            executed = False
+        except (ValueError, OSError, AttributeError, TypeError, RecursionError):
+            parts.append(f"{name} is not a valid notebook (not JSON with cells): save it again from Jupyter")
+            continue
         parts.append(f"{name} {'executed' if executed else 'NOT executed'}")
     return "notebooks: " + ", ".join(parts)
 
@@ -341,7 +402,20 @@ def main(argv=None):
     parser.add_argument("--jobs", type=int, default=2, help="parallel processes (default 2)")
     parser.add_argument("--verbose", action="store_true", help="print the time of every check")
     parser.add_argument("--timeout", type=float, help="CPU seconds per check (default: each check's own)")
+    parser.add_argument(
+        "--accept-risk",
+        action="append",
+        default=[],
+        metavar="RISK",
+        help="grade although this machine's sandbox cannot keep the named guarantee (the refusal lists them)",
+    )
     args = parser.parse_args(argv)
+    try:
+        accept_risks(args.accept_risk)
+        require_safe()
+    except (ValueError, SandboxRefused) as error:
+        print(f"grade: {error}", file=sys.stderr)
+        return 3
     only = [part.strip() for part in args.only.split(",")] if args.only else None
     target = Path(args.submission)
     if target.is_dir():

@@ -124,6 +124,24 @@ def compare_many(pairs, tol, metric=None):
     return passed / len(pairs), "\n".join(text for _, text in results)
 
 
+def arrays_like(outcome, expected, what):
+    """The submission's arrays named as in `expected` ({name: reference array}), each checked to have the
+    reference's shape and finite values, as float64 (else Failed): the only arrays a trusted run may take."""
+    if not outcome.ok:
+        raise Failed(f"{what} failed: {outcome.error}")
+    checked = {}
+    for name, want in expected.items():
+        if name not in outcome.arrays:
+            raise Failed(f"{what} did not return {name}")
+        got = outcome.arrays[name]
+        if got.shape != want.shape:
+            raise Failed(f"{what}: expected {name} of shape {want.shape}, got {got.shape}")
+        if not np.all(np.isfinite(got)):
+            raise Failed(f"{what}: {name} contains nan or inf")
+        checked[name] = got.astype(np.float64)
+    return checked
+
+
 def image_shape_ok(name, image, shape):
     """A returned image as float64, after checking its shape and that it is finite (else Failed)."""
     image = np.asarray(image)

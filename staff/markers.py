@@ -215,6 +215,12 @@ def _top_level_names(tree):
 
 
 def splice_regions(master, submitted, where="<source>"):
+    """splice_with_lines without the line map: (text, note)."""
+    text, note, _ = splice_with_lines(master, submitted, where)
+    return text, note
+
+
+def splice_with_lines(master, submitted, where="<source>"):
     """Put a submission's marked regions into the master's file, keeping the master's code around them.
 
     Inputs:
@@ -222,30 +228,38 @@ def splice_regions(master, submitted, where="<source>"):
     - submitted: the student's version of the same file.
     - where: a name for messages.
 
-    Returns (text, note). The text is the master's file with the body of each region replaced by the
+    Returns (text, note, lines). The text is the master's file with the body of each region replaced by the
     student's, region by region (they must be as many, in the same functions), followed by what the
     student defined at the top level that the master does not (their own helpers and imports). When
     the regions do not correspond, or the file does not parse, text is the submitted file as it is and
-    the note says why.
+    the note says why. lines maps each line number of the text that came from the submission to its
+    line number in the submitted file (1-based), so that errors can point into the student's own file.
     """
     try:
         master_regions, student_regions = find_regions(master, where), find_regions(submitted, where)
         student_tree, master_tree = ast.parse(submitted), ast.parse(master)
     except (ValueError, SyntaxError) as error:
-        return submitted, f"whole file used ({type(error).__name__}: {error})"
+        return submitted, f"whole file used ({type(error).__name__}: {error})", _identity(submitted)
     master_lines, student_lines = master.splitlines(), submitted.splitlines()
     if _enclosing_functions(master_lines, master_regions) != _enclosing_functions(
         student_lines, student_regions
     ):
-        return submitted, "whole file used (its START/END regions differ from the kit's)"
-    out, position = [], 0
+        return (
+            submitted,
+            "whole file used (its START/END regions differ from the kit's)",
+            _identity(submitted),
+        )
+    out, position, lines = [], 0, {}
     for mine, theirs in zip(master_regions, student_regions, strict=True):
-        out += master_lines[position : mine.start + 1] + student_lines[theirs.start + 1 : theirs.end]
+        out += master_lines[position : mine.start + 1]
+        for number in range(theirs.start + 1, theirs.end):
+            out.append(student_lines[number])
+            lines[len(out)] = number + 1
         position = mine.end
     out += master_lines[position:]
     known = _top_level_names(master_tree)
-    extra = [
-        ast.get_source_segment(submitted, node)
+    own = [
+        node
         for node in student_tree.body
         if isinstance(
             node,
@@ -259,8 +273,18 @@ def splice_regions(master, submitted, where="<source>"):
         )
         and not _top_level_names(ast.Module(body=[node], type_ignores=[])) <= known
     ]
-    if extra:
-        out += ["", "", "# -- the submission's own definitions, outside the marked regions --", *extra]
-    return "\n".join(out) + "\n", "regions spliced into the kit's file" + (
-        f", with {len(extra)} definitions of its own" if extra else ""
+    if own:
+        out += ["", "", "# -- the submission's own definitions, outside the marked regions --"]
+    for node in own:
+        for offset, line in enumerate(ast.get_source_segment(submitted, node, padded=True).splitlines()):
+            out.append(line)
+            lines[len(out)] = node.lineno + offset
+    note = "regions spliced into the kit's file" + (
+        f", with {len(own)} definitions of its own" if own else ""
     )
+    return "\n".join(out) + "\n", note, lines
+
+
+def _identity(text):
+    """The line map of a file used as it is."""
+    return {number: number for number in range(1, text.count("\n") + 2)}
