@@ -189,3 +189,15 @@ def test_the_master_hash_follows_the_code(tmp_path):
     assert batch.master_hash.__wrapped__(tmp_path) == first  # not something the grading reads
     (tmp_path / "staff/b.py").write_text("x = 2\n")
     assert batch.master_hash.__wrapped__(tmp_path) != first
+
+
+def test_the_student_kit_leaves_out_dask_and_what_needs_it():
+    from staff.release import is_staff_only, kit_files, marked_modules
+
+    names = kit_files(KIT_DIR)
+    marked = marked_modules(KIT_DIR, names)
+    for name in ("requirements-staff.txt", "staff/batch.py", "bench/batch.py", "tests/test_batch.py"):
+        assert name in names and is_staff_only(name, KIT_DIR, marked), name
+    assert not is_staff_only("requirements.txt", KIT_DIR, marked)
+    assert not is_staff_only("bench/rnn.py", KIT_DIR, marked)
+    assert "distributed" not in (KIT_DIR / "requirements.txt").read_text()
