@@ -24,7 +24,7 @@ from functools import cache
 from pathlib import Path
 
 from asgn3.assignment import QUESTIONS, total_points
-from staff.release import KIT_DIR
+from asgn3.data_paths import KIT_DIR
 from staff.report import question_scores
 
 QUESTION_KEYS = [q.key for q in QUESTIONS]

@@ -34,8 +34,8 @@ from itertools import combinations
 from pathlib import Path
 
 from asgn3.assignment import graded_modules
+from asgn3.data_paths import KIT_DIR
 from staff.markers import find_regions, stub_source
-from staff.release import KIT_DIR
 from staff.safezip import SubmissionError, extract_zip
 
 K_GRAM = 12  # tokens per hashed run (the noise threshold: shorter runs never count)

@@ -7,20 +7,15 @@ and Q3), with a fixed seed and a short timeout; then the batch is run again and 
 
 import csv
 import shutil
-import sys
 import time
 import zipfile
-from pathlib import Path
 
 import pytest
 
-KIT_DIR = Path(__file__).resolve().parent.parent
-if str(KIT_DIR) not in sys.path:  # staff/ is a top-level package of the checkout, not installed
-    sys.path.insert(0, str(KIT_DIR))
-
-from asgn3.assignment import graded_modules  # noqa: E402
-from staff import batch, grade  # noqa: E402
-from staff.markers import find_regions, stub_source  # noqa: E402
+from asgn3.assignment import graded_modules
+from asgn3.data_paths import KIT_DIR
+from staff import batch, grade
+from staff.markers import find_regions, stub_source
 
 ONLY = ["rnn_step_forward values", "sigmoid", "compute_saliency_maps"]
 SEED, TIMEOUT = 20261204, 4

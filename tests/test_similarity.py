@@ -8,20 +8,15 @@ independent implementations written below (checked to be correct). Two more are 
 import csv
 import importlib.util
 import re
-import sys
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-KIT_DIR = Path(__file__).resolve().parent.parent
-if str(KIT_DIR) not in sys.path:  # staff/ is a top-level package of the checkout, not installed
-    sys.path.insert(0, str(KIT_DIR))
-
-from asgn3 import rnn_layers  # noqa: E402
-from staff import similarity  # noqa: E402
-from staff.markers import find_regions, outside_lines, stub_source  # noqa: E402
+from asgn3 import rnn_layers
+from asgn3.data_paths import KIT_DIR
+from staff import similarity
+from staff.markers import find_regions, outside_lines, stub_source
 
 RNN_LAYERS = "asgn3/rnn_layers.py"
 FUNCTIONS = (
