@@ -2,7 +2,7 @@
 
 One class of five submissions (the reference, the stubs, a partial one, one that hangs, a corrupt zip) is
 graded once on a local cluster of 2 workers and once one by one, on three cheap checks (one of Q1, Q2
-and Q3), with a fixed seed and a short timeout; then the batch is run again and must grade nothing.
+and Q3), with a fixed seed; then the batch is run again and must grade nothing.
 """
 
 import csv
@@ -18,7 +18,7 @@ from staff import batch, grade
 from staff.markers import find_regions, stub_source
 
 ONLY = ["rnn_step_forward values", "sigmoid", "compute_saliency_maps"]
-SEED, TIMEOUT = 20261204, 4
+SEED = 20261204
 STUDENT_FILES = [module.replace(".", "/") + ".py" for module in graded_modules()]
 
 
@@ -72,14 +72,13 @@ def graded(tmp_path_factory):
     corrupt = submission(root, "corrupt").read_bytes()
     (root / "class" / "corrupt.zip").write_bytes(corrupt[: len(corrupt) // 2])
     csv_path, log = root / "gradebook.csv", []
-    options = {"only": ONLY, "seed": SEED, "timeout": TIMEOUT}
+    options = {"only": ONLY, "seed": SEED}  # each check's own time limits: a busy machine is slow
     start = time.monotonic()
     rows = batch.grade_batch(root / "class", csv_path, workers=2, log=log.append, **options)
     batch_seconds = time.monotonic() - start
     start = time.monotonic()
     one_by_one = {
-        path.name: grade.Grader(path, ONLY, SEED, timeout=TIMEOUT).grade()
-        for path in sorted((root / "class").glob("*.zip"))
+        path.name: grade.Grader(path, ONLY, SEED).grade() for path in sorted((root / "class").glob("*.zip"))
     }
     print(f"batch on 2 workers {batch_seconds:.1f} s, one by one {time.monotonic() - start:.1f} s")
     print("\n".join(log))
