@@ -135,14 +135,14 @@ def normalised_tokens(lines, known_names=frozenset()):
                     tokens.append(Token(";", number))
                 continue
             if kind == "op":
-                depth = max(depth + (value in "([{") - (value in ")]}"), 0) if len(value) == 1 else depth
+                depth = depth + 1 if value in ("(", "[", "{") else depth
+                depth = max(depth - 1, 0) if value in (")", "]", "}") else depth
             elif kind == "string":
                 value = '""'
             elif kind == "number":
                 value = "0"
             elif value not in _KEPT_NAMES and value not in known_names:
-                attribute = tokens and tokens[-1].text == "." and tokens[-1].line == number
-                value = value if attribute else "V"
+                value = value if tokens and tokens[-1].text == "." else "V"  # attributes stay
             tokens.append(Token(value, number))
     return tokens
 
