@@ -39,6 +39,7 @@ VISIBILITIES = ("visible", "after_due_date", "after_published", "hidden")
 # What the bundle's kit holds: the reference, the grader and what building them needs.
 BUNDLED = ("asgn3/", "staff/", "setup.py", "pyproject.toml", "requirements.txt")
 EXECUTABLE = 0o100755 << 16  # a zip entry's Unix mode: a regular file, rwxr-xr-x
+READABLE = 0o100644 << 16  # rw-r--r--
 
 SETUP_SH = r"""#!/usr/bin/env bash
 # Gradescope runs this once, as root, while it builds the autograder image (Ubuntu); the bundle is
@@ -120,7 +121,9 @@ def make_bundle(out_zip, visibility="visible", kit_dir=KIT_DIR):
             info = zipfile.ZipInfo(name, date_time=time.gmtime()[:6])
             info.external_attr, info.compress_type = EXECUTABLE, zipfile.ZIP_DEFLATED
             archive.writestr(info, text)
-        archive.writestr("settings.json", json.dumps(settings, indent=1) + "\n")
+        info = zipfile.ZipInfo("settings.json", date_time=time.gmtime()[:6])
+        info.external_attr, info.compress_type = READABLE, zipfile.ZIP_DEFLATED
+        archive.writestr(info, json.dumps(settings, indent=1) + "\n")
         for name in files:
             archive.write(Path(kit_dir) / name, f"kit/{name}")
         return archive.namelist()
