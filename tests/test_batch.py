@@ -195,3 +195,23 @@ def test_the_student_kit_leaves_out_dask_and_what_needs_it():
     assert not is_staff_only("requirements.txt", KIT_DIR, marked)
     assert not is_staff_only("bench/rnn.py", KIT_DIR, marked)
     assert "distributed" not in (KIT_DIR / "requirements.txt").read_text()
+
+
+def test_an_existing_cluster_is_reached_by_its_scheduler_address(tmp_path):
+    from distributed import LocalCluster
+
+    (tmp_path / "class").mkdir()
+    (tmp_path / "class" / "empty.zip").write_bytes(b"")
+    log = []
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        rows = batch.grade_batch(
+            tmp_path / "class", tmp_path / "book.csv", scheduler=cluster.scheduler_address, log=log.append
+        )
+    assert f"grading on the cluster at {cluster.scheduler_address}" in log
+    assert [(row["submission"], row["status"]) for row in rows] == [("empty.zip", "refused")]
+
+
+def test_a_worker_with_another_master_refuses_to_grade(tmp_path):
+    (tmp_path / "a.zip").write_bytes(b"PK")
+    row = batch.grade_task(str(tmp_path / "a.zip"), {}, expected_master="0123456789abcdef")
+    assert row["status"] == "error" and "the worker runs another master" in row["notes"]
