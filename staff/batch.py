@@ -25,6 +25,7 @@ from pathlib import Path
 
 from asgn3.assignment import QUESTIONS, total_points
 from asgn3.data_paths import KIT_DIR
+from staff.grade import grade_one
 from staff.report import question_scores
 
 QUESTION_KEYS = [q.key for q in QUESTIONS]
@@ -107,8 +108,6 @@ def grade_task(zip_path, options, json_dir=None, expected_master=None):
 
     Returns the gradebook row (a dict of COLUMNS).
     """
-    from staff.grade import grade_one  # on the worker, after the kit is on its path
-
     start = time.monotonic()
     name = Path(zip_path).name
     try:
