@@ -177,15 +177,26 @@ def plan(zips, gradebook, master, options, force=False):
     return kept, todo
 
 
+def _dask():
+    """Dask's `distributed` module, or an ImportError that says how to install it."""
+    try:
+        import distributed
+    except ImportError:
+        raise ImportError(
+            "batch grading runs on Dask: install the staff requirements with "
+            "`.venv/bin/python -m pip install -r requirements-staff.txt` (bash kit.sh setup does)"
+        ) from None
+    return distributed
+
+
 def _connect(stack, workers, scheduler):
     """A Dask client, closed with the ExitStack: of an existing cluster's scheduler, or of a new local
     cluster of `workers` processes with one thread each."""
-    from distributed import Client, LocalCluster
-
+    dask = _dask()
     if scheduler:
-        return stack.enter_context(Client(scheduler))
+        return stack.enter_context(dask.Client(scheduler))
     cluster = stack.enter_context(
-        LocalCluster(
+        dask.LocalCluster(
             n_workers=workers,
             threads_per_worker=1,
             processes=True,
@@ -193,7 +204,7 @@ def _connect(stack, workers, scheduler):
             silence_logs=logging.ERROR,
         )
     )
-    return stack.enter_context(Client(cluster))
+    return stack.enter_context(dask.Client(cluster))
 
 
 def grade_batch(
@@ -219,8 +230,7 @@ def grade_batch(
 
     Returns the rows in the order of the zips' names (dicts of COLUMNS).
     """
-    from distributed import as_completed
-
+    as_completed = _dask().as_completed
     zips = sorted(path for path in Path(folder).glob("*.zip") if path.is_file())
     master, options = master_hash(), options_key(only, seed, timeout)
     rows, todo = plan(zips, read_gradebook(csv_path), master, options, force)
