@@ -200,7 +200,7 @@ def _connect(stack, workers, scheduler):
             n_workers=workers,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            dashboard_address=":0",  # a free port: several batches (or engineers) on one machine
             silence_logs=logging.ERROR,
         )
     )

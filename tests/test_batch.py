@@ -203,7 +203,7 @@ def test_an_existing_cluster_is_reached_by_its_scheduler_address(tmp_path):
     (tmp_path / "class").mkdir()
     (tmp_path / "class" / "empty.zip").write_bytes(b"")
     log = []
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster:
         rows = batch.grade_batch(
             tmp_path / "class", tmp_path / "book.csv", scheduler=cluster.scheduler_address, log=log.append
         )
