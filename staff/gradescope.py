@@ -86,10 +86,17 @@ echo "==> Grading the reference once (the image is refused if it does not score 
 RUN_AUTOGRADER = r"""#!/usr/bin/env bash
 # Gradescope copies this to /autograder/run_autograder and runs it from /autograder for every
 # submission: grade /autograder/submission into /autograder/results/results.json.
-set -euo pipefail
+set -uo pipefail
 ROOT="${ASGN3_AUTOGRADER_ROOT:-/autograder}"
-cd "$ROOT/source/kit"
-exec python3 -m staff.gradescope --grade
+cd "$ROOT/source/kit" && python3 -m staff.gradescope --grade
+status=$?
+if [ ! -s "$ROOT/results/results.json" ]; then  # Python itself failed: still tell the student something
+  mkdir -p "$ROOT/results"
+  printf '{"score": 0, "output": "%s", "tests": []}\n' \
+    "The autograder could not start (exit $status); this says nothing of your work: tell the staff." \
+    > "$ROOT/results/results.json"
+fi
+exit $status
 """
 
 

@@ -171,6 +171,19 @@ def test_a_grader_failure_still_writes_results_for_the_student(tmp_path, monkeyp
     assert_valid_results(results)
 
 
+def test_run_autograder_writes_results_even_when_python_cannot_start(bundle, tmp_path):
+    root = unpack_bundle(bundle, tmp_path / "autograder")
+    (root / "submission").mkdir()
+    (root / "source" / "kit" / "staff" / "gradescope.py").write_text("raise SystemExit(3)\n")
+    completed = subprocess.run(
+        [str(root / "run_autograder")], cwd=root, env=dict(os.environ, ASGN3_AUTOGRADER_ROOT=str(root))
+    )
+    assert completed.returncode == 3
+    results = json.loads((root / "results" / "results.json").read_text())
+    assert results["score"] == 0 and "could not start (exit 3)" in results["output"]
+    assert_valid_results({**results, "visibility": "visible", "stdout_visibility": "hidden"})
+
+
 def test_a_bad_visibility_is_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown visibility 'soon'"):
         gradescope.make_bundle(tmp_path / "x.zip", visibility="soon")
