@@ -32,6 +32,10 @@ setup() {
   say "Installing the requirements"
   "$PY" -m pip install --quiet --upgrade pip
   "$PY" -m pip install --quiet -r requirements.txt
+  if [ -f requirements-staff.txt ]; then  # the staff master copy only: the student kit has no such file
+    say "Installing the staff tools' requirements (requirements-staff.txt)"
+    "$PY" -m pip install --quiet -r requirements-staff.txt
+  fi
   say "Building the im2col extension (pip install -e .)"
   "$PY" -m pip install --quiet --no-build-isolation --no-deps -e .
   say "Fetching Fashion-MNIST"

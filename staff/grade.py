@@ -8,7 +8,8 @@ submission in the sandbox (staff/sandbox.py), one process per check, two at a ti
 files of staff/protocol.py; the judging (staff/judging.py) happens here on plain arrays. The result is
 printed as a table and written in the shape of Gradescope's results.json (staff/report.py).
 
-A folder: every *.zip in it is graded (in parallel), with one JSON per submission and a CSV gradebook.
+A folder (`--batch DIR`): every *.zip in it is graded on Dask (staff/batch.py), one task per submission,
+into a resumable CSV gradebook (and one JSON per submission).
 Programmatic use: `grade_one(zip_path, ...)` returns the result dict; `Grader(zip_path, ...).grade()`.
 """
 
@@ -32,7 +33,7 @@ from staff.judging import Context, Failed, job_modules, run_judge
 from staff.markers import splice_with_lines, stub_source
 from staff.protocol import Job, Outcome, read_outcomes, write_jobs
 from staff.questions import build_checks
-from staff.report import format_table, test_entry, write_gradebook
+from staff.report import format_table, test_entry
 from staff.safezip import SubmissionError, extract_zip, locate_package
 from staff.sandbox import (
     Limits,
@@ -365,41 +366,21 @@ def grade_one(
     return result
 
 
-def grade_folder(folder, csv_path, json_dir=None, only=None, seed=None, jobs=2, timeout=None):
-    """Grade every *.zip of a folder, `jobs` at a time; write the CSV gradebook (and the JSON files)."""
-    zips = sorted(Path(folder).glob("*.zip"))
-    if json_dir:
-        Path(json_dir).mkdir(parents=True, exist_ok=True)
-
-    def one(zip_path):
-        try:
-            json_path = Path(json_dir) / f"{zip_path.stem}.json" if json_dir else None
-            result = grade_one(zip_path, json_path, only, seed, workers=1, quiet=True, timeout=timeout)
-            return zip_path, result, ""
-        except Exception as error:  # noqa: BLE001 - one broken submission must not stop the batch
-            return zip_path, None, f"{type(error).__name__}: {error}"
-
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        rows = list(pool.map(one, zips))
-    write_gradebook(csv_path, [(zip_path.name, result, error) for zip_path, result, error in rows])
-    for zip_path, result, error in rows:
-        if result is None:
-            print(f"{zip_path.name}: grader error: {error}")
-        else:
-            print(f"{zip_path.name}: {result['score']:g} / {sum(t['max_score'] for t in result['tests']):g}")
-    return rows
-
-
 def main(argv=None):
     """Command line (see the module docstring)."""
     parser = argparse.ArgumentParser(description="Grade asgn3 submissions with hidden checks in a sandbox.")
-    parser.add_argument("submission", help="a submission zip, or a folder of them (batch mode)")
+    parser.add_argument("submission", nargs="?", help="a submission zip (or a folder of them: as --batch)")
     parser.add_argument("--json", help="one zip: write the Gradescope results.json here")
-    parser.add_argument("--csv", help="batch: the gradebook (default: gradebook.csv in the folder)")
+    parser.add_argument("--batch", metavar="DIR", help="grade every zip of a folder on Dask (staff/batch.py)")
+    parser.add_argument("--csv", help="batch: the gradebook, also its state (default: gradebook.csv in DIR)")
     parser.add_argument("--json-dir", help="batch: write one JSON per submission into this folder")
+    cluster = parser.add_mutually_exclusive_group()
+    cluster.add_argument("--workers", type=int, default=2, help="batch: local Dask worker processes (2)")
+    cluster.add_argument("--scheduler", metavar="ADDRESS", help="batch: an existing Dask cluster's scheduler")
+    parser.add_argument("--force", action="store_true", help="batch: grade again what the CSV has already")
     parser.add_argument("--only", help="comma-separated questions (Q1..Q4) or parts of check names")
     parser.add_argument("--seed", type=int, help="seed of the hidden inputs (default: fresh random)")
-    parser.add_argument("--jobs", type=int, default=2, help="parallel processes (default 2)")
+    parser.add_argument("--jobs", type=int, default=2, help="one zip: checks run at a time (default 2)")
     parser.add_argument("--verbose", action="store_true", help="print the time of every check")
     parser.add_argument("--timeout", type=float, help="CPU seconds per check (default: each check's own)")
     parser.add_argument(
@@ -417,20 +398,32 @@ def main(argv=None):
         print(f"grade: {error}", file=sys.stderr)
         return 3
     only = [part.strip() for part in args.only.split(",")] if args.only else None
-    target = Path(args.submission)
-    if target.is_dir():
-        grade_folder(
+    target = Path(args.batch or args.submission or "")
+    if args.batch or target.is_dir():
+        if not target.is_dir():
+            print(f"grade: {target} is not a folder: give the folder of submission zips", file=sys.stderr)
+            return 2
+        from staff.batch import grade_batch  # Dask (`distributed`) is needed for batches only
+
+        csv_path = args.csv or target / "gradebook.csv"
+        rows = grade_batch(
             target,
-            args.csv or target / "gradebook.csv",
-            args.json_dir,
+            csv_path,
+            args.workers,
+            args.scheduler,
+            args.force,
             only,
             args.seed,
-            args.jobs,
             args.timeout,
+            args.json_dir,
+        )
+        errors = sum(row["status"] == "error" for row in rows)
+        print(
+            f"gradebook: {csv_path} ({len(rows)} submissions, {errors} grader errors: a rerun retries them)"
         )
         return 0
-    if not target.is_file():
-        print(f"grade: {target} not found: give a submission zip or a folder of them", file=sys.stderr)
+    if not args.submission or not target.is_file():
+        print(f"grade: {target} not found: give a submission zip, or --batch DIR", file=sys.stderr)
         return 2
     grade_one(target, args.json, only, args.seed, args.jobs, args.verbose, timeout=args.timeout)
     return 0

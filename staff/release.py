@@ -31,6 +31,7 @@ from staff.markers import (
 )
 
 STAFF_TESTS = {"tests/test_release.py", "tests/test_grade.py", "tests/test_collect_submission.py"}
+STAFF_FILES = {"requirements-staff.txt"}  # what only the staff tools need (Dask for batch grading)
 STAFF_PREFIXES = ("staff/", "tests/hostile/")
 # Never part of a kit even outside git: environments, builds, downloads, outputs.
 UNTRACKED = {
@@ -145,11 +146,17 @@ def _imported_modules(source):
 def is_staff_only(name, kit_dir, marked):
     """Whether a file stays out of the student kit.
 
-    Staff-only: the staff tools and their tests, and every test that exercises reference code, i.e.
-    imports a module with marked regions (or staff), or executes the notebooks.
+    Staff-only: the staff tools, their requirements, every other script that imports them (a benchmark
+    of the grader), their tests, and every test that exercises reference code, i.e. imports a module
+    with marked regions (or staff), or executes the notebooks.
     """
-    if name.startswith(STAFF_PREFIXES) or name in STAFF_TESTS:
+    if name.startswith(STAFF_PREFIXES) or name in STAFF_TESTS or name in STAFF_FILES:
         return True
+    if name.endswith(".py") and not name.startswith("tests/"):  # e.g. a benchmark of the grader
+        return any(
+            module.split(".")[0] == "staff"
+            for module in _imported_modules((Path(kit_dir) / name).read_text(encoding="utf-8"))
+        )
     if name.startswith("tests/") and name.endswith(".py"):
         text = (Path(kit_dir) / name).read_text(encoding="utf-8")
         imports = _imported_modules(text)

@@ -1,11 +1,9 @@
-"""How a grading is reported: Gradescope-shaped entries, the text table, the CSV gradebook.
+"""How a grading is reported: Gradescope-shaped entries, the text table (batch gradebooks: staff/batch.py).
 
 The questions, their titles and their order are the manifest's (asgn3/assignment.py).
 """
 
-import csv
-
-from asgn3.assignment import QUESTIONS, question, total_points
+from asgn3.assignment import QUESTIONS, question
 
 
 def test_entry(check, fraction, text):
@@ -48,24 +46,3 @@ def format_table(result, title=""):
     lines.append(f"TOTAL: {result['score']:g} / {total:g}")
     lines.append(result["output"])
     return "\n".join(lines)
-
-
-def write_gradebook(csv_path, rows):
-    """The CSV gradebook of a batch: rows of (submission file name, result dict or None, error text).
-
-    One line per submission: its score, the maximum, the score of each question, seconds, notes (why
-    it was refused, or the grader's error).
-    """
-    keys = [q.key for q in QUESTIONS]
-    with open(csv_path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["submission", "score", "max_score", *keys, "seconds", "notes"])
-        for name, result, error in rows:
-            if result is None:
-                writer.writerow([name, 0, total_points(), *[0] * len(keys), "", error])
-                continue
-            per_question = question_scores(result)
-            maximum = sum(t["max_score"] for t in result["tests"])
-            refused = result["output"].splitlines()[0] if "refused" in result["output"] else ""
-            scores = [round(per_question[key][0], 2) for key in keys]
-            writer.writerow([name, result["score"], maximum, *scores, result["execution_time"], refused])
