@@ -161,7 +161,7 @@ dx = g.dot(weights.T).reshape(inputs.shape)
 }
 
 # Statements of the reference that the planted copy swaps (independent of each other).
-SWAPS = (("dWh += dWh_t", "db += db_t"), ("dprev_h = da @ Wh.T", "db = da.sum(axis=0)"))
+SWAPS = (("dWh = prev_hs.T @ da", "db = da.sum(axis=0)"), ("dprev_h = da @ Wh.T", "db = da.sum(axis=0)"))
 
 
 def region_functions(text):

@@ -9,6 +9,7 @@ A level is skipped only when the machine cannot provide it, with the reason.
 """
 
 import contextlib
+import hashlib
 import os
 import pwd
 import random
@@ -31,7 +32,14 @@ TESTER = "asgn3-tester"
 # The runs of these tests draw their uids from a range of their own, so that what they leave behind is
 # told apart from the runs of other graders on the machine.
 FIRST_UID, UID_COUNT = 3_000_000 + random.SystemRandom().randrange(900) * 1000, 1000
-SHARED = Path(tempfile.gettempdir()) / f"asgn3-shared-python-{sys.version_info[0]}.{sys.version_info[1]}"
+
+
+def _shared_python_dir(packages):
+    """Where the interpreter for these site-packages lives: one folder per venv, so that a folder made
+    for another checkout's venv (with other packages) is never taken for this one."""
+    key = hashlib.sha256("\n".join(packages).encode()).hexdigest()[:12]
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    return Path(tempfile.gettempdir()) / f"asgn3-shared-python-{version}-{key}"
 
 
 def _reachable_by_others(path):
@@ -45,7 +53,8 @@ def shared_python():
     packages = [p for p in site.getsitepackages() if os.path.isdir(p)]
     if not all(_reachable_by_others(p) for p in packages):
         pytest.skip(f"the grader's packages ({packages}) cannot be read by other users")
-    python = SHARED / "bin" / "python"
+    shared = _shared_python_dir(packages)
+    python = shared / "bin" / "python"
     if python.exists():
         return str(python)
     version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
@@ -60,7 +69,7 @@ def shared_python():
     site_dir = next(building.glob("lib/python*/site-packages"))
     (site_dir / "asgn3-grader-packages.pth").write_text("\n".join(packages) + "\n")
     try:
-        building.rename(SHARED)
+        building.rename(shared)
     except OSError:  # another test process made it first
         shutil.rmtree(building)
     return str(python)
