@@ -18,14 +18,19 @@ except ImportError:  # optional: the layers give the same numbers without it, on
 # (100, 512) @ (512, 2048) product, 1e8 multiply-adds, gains nothing from a second thread).
 ONE_THREAD_BELOW = 2e8
 
-_controller = None
+_UNKNOWN = object()
+_controller = _UNKNOWN
 
 
 def _blas():
-    """The threadpoolctl controller of the loaded BLAS libraries, made once (None without threadpoolctl)."""
+    """The threadpoolctl controller of the loaded BLAS libraries, made once; None without threadpoolctl,
+    or where the process may not inspect its own libraries (a grading sandbox hides /proc/self/maps)."""
     global _controller
-    if _controller is None and ThreadpoolController is not None:
-        _controller = ThreadpoolController()
+    if _controller is _UNKNOWN:
+        try:
+            _controller = ThreadpoolController() if ThreadpoolController is not None else None
+        except OSError:
+            _controller = None
     return _controller
 
 
