@@ -14,12 +14,19 @@ from asgn3.layers import conv_output_shape, pool_output_shape
 
 BUILD_COMMAND = "pip install -e .  (or: cd asgn3 && python setup.py build_ext --inplace)"
 
+# What this version of the layers calls in the extension: a build from an older checkout lacks some.
+EXTENSION_FUNCTIONS = ("im2col", "col2im", "block_images", "conv_forward", "conv_backward")
+
 try:
     from asgn3 import im2col_cython
+
+    _missing = [name for name in EXTENSION_FUNCTIONS if not hasattr(im2col_cython, name)]
+    if _missing:
+        raise ImportError(f"the built extension is out of date, it lacks {', '.join(_missing)}")
 except ImportError as err:
     im2col_cython = None
     warnings.warn(
-        f"asgn3.im2col_cython is not built ({err}), using the slower numpy im2col; build it with: "
+        f"asgn3.im2col_cython is not usable ({err}), using the slower numpy im2col; build it with: "
         f"{BUILD_COMMAND}",
         stacklevel=2,
     )

@@ -300,9 +300,23 @@ def test_import_without_the_extension_warns_once_and_falls_back():
     print(result.stderr)
     warning_lines = [line for line in result.stderr.splitlines() if "Warning" in line]
     assert len(warning_lines) == 1
-    assert "im2col_cython is not built" in warning_lines[0]
+    assert "im2col_cython is not usable" in warning_lines[0]
     assert "pip install -e ." in warning_lines[0]
     assert "cd asgn3 && python setup.py build_ext --inplace" in warning_lines[0]
+
+
+def test_an_out_of_date_extension_warns_and_falls_back():
+    """A build from an older checkout (without the functions the layers call now) is not used."""
+    script = textwrap.dedent("""
+        import sys, types
+        sys.modules["asgn3.im2col_cython"] = types.ModuleType("asgn3.im2col_cython")  # an old build
+        from asgn3 import fast_layers
+        assert fast_layers.im2col_cython is None and not fast_layers.USE_CYTHON
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "out of date, it lacks im2col, col2im, block_images" in result.stderr
+    assert "pip install -e ." in result.stderr
 
 
 def test_classic_build_command_builds_the_extension_in_place(tmp_path):
