@@ -171,12 +171,11 @@ def rnn_backward(dh, cache):
     T, N, H = hs.shape
     da = np.empty_like(hs)
     dprev_h = np.zeros_like(hs[0])
-    Wh_T = np.ascontiguousarray(Wh.T)  # a contiguous copy: the small per-step product runs faster on it
     with blas_threads_for(N * Wh.size):
         for t in reversed(range(T)):
             np.add(dh[:, t], dprev_h, out=da[t])
             da[t] *= 1 - hs[t] * hs[t]
-            np.matmul(da[t], Wh_T, out=dprev_h)
+            np.matmul(da[t], Wh.T, out=dprev_h)
     dh0 = dprev_h
     da = da.reshape(T * N, H)
     prev_hs = np.concatenate([h0[None], hs[:-1]]).reshape(T * N, H)
@@ -451,7 +450,6 @@ def lstm_backward(dh, cache):
     da = np.empty_like(gates)
     dprev_h = np.zeros((N, H), dtype=gates.dtype)
     dc = np.zeros((N, H), dtype=gates.dtype)
-    Wh_T = np.ascontiguousarray(Wh.T)  # a contiguous copy: the small per-step product runs faster on it
     with blas_threads_for(N * Wh.size):
         for t in reversed(range(T)):
             s = gates[t]
@@ -466,7 +464,7 @@ def lstm_backward(dh, cache):
             d[:, : 3 * H] *= s[:, : 3 * H] * (1 - s[:, : 3 * H])
             d[:, 3 * H :] *= 1 - g * g
             dc *= f
-            np.matmul(d, Wh_T, out=dprev_h)
+            np.matmul(d, Wh.T, out=dprev_h)
     dh0 = dprev_h
     da = da.reshape(T * N, H4)
     dx = np.ascontiguousarray((da @ Wx.T).reshape(T, N, -1).transpose(1, 0, 2))
