@@ -138,7 +138,8 @@ def test_feature_inversion_with_its_defaults_cuts_the_feature_distance(model, da
     )
     after = np.linalg.norm(model.forward(X_inv, end=layer)[0] - target)
     print(
-        f"defaults, layer {layer}: feature distance {before:.2f} -> {after:.2f} ({1 - after / before:.1%} less)"
+        f"defaults, layer {layer}: feature distance {before:.2f} -> {after:.2f} "
+        f"({1 - after / before:.1%} less)"
     )
     assert after <= (1 - cut) * before
 
