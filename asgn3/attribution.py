@@ -237,9 +237,22 @@ def class_probability(X, y, model):
     return probabilities[np.arange(len(y)), y]
 
 
-def _probability_curve_area(X, y, model, attribution, steps, delete):
-    """The area under the class probability while the most attributed pixels change first, in `steps`
-    equal parts: from the image to the blurred copy (delete) or from the blurred copy to the image."""
+def probability_curve(X, y, model, attribution, steps=20, mode="deletion"):
+    """
+    The softmax probability of class y while the pixels change, most attributed first, in `steps` equal
+    parts (Petsiuk et al. 2018): from the image to a strongly blurred copy of it (mode 'deletion'), or
+    from that blurred copy to the image ('insertion').
+
+    Inputs:
+    - X: images (N, C, H, W); y: labels (N,); model: a PretrainedCNN-like model.
+    - attribution: (N, H, W), or (N, C, H, W) summed over channels in absolute value.
+    - steps: the pixels change in this many equal parts.
+    - mode: 'deletion' or 'insertion'.
+
+    Returns the probabilities (N, steps + 1), at 0, 1/steps, ..., 1 of the pixels changed.
+    """
+    if mode not in ("deletion", "insertion"):
+        raise ValueError(f"mode must be 'deletion' or 'insertion', got {mode!r}")
     X = np.asarray(X, dtype=model.dtype)
     y = check_labels(X, y)
     N, C, H, W = X.shape
@@ -250,12 +263,12 @@ def _probability_curve_area(X, y, model, attribution, steps, delete):
     rank = rank.reshape(N, 1, H, W)
     sigma = BLUR_SIGMA_FRACTION * max(H, W)
     blurred = ndimage.gaussian_filter(X, sigma=(0, 0, sigma, sigma), mode="nearest")
+    start, end = (X, blurred) if mode == "deletion" else (blurred, X)
     curve = []
     for k in range(steps + 1):
         changed = rank < round(k * H * W / steps)
-        images = np.where(changed, blurred, X) if delete else np.where(changed, X, blurred)
-        curve.append(class_probability(images, y, model))
-    return np.trapezoid(np.stack(curve, axis=1), dx=1 / steps, axis=1)
+        curve.append(class_probability(np.where(changed, end, start), y, model))
+    return np.stack(curve, axis=1)
 
 
 def deletion_score(X, y, model, attribution, steps=20):
@@ -270,7 +283,8 @@ def deletion_score(X, y, model, attribution, steps=20):
 
     Returns (N,) scores in [0, 1]; lower is better (the attribution found what the model needs).
     """
-    return _probability_curve_area(X, y, model, attribution, steps, delete=True)
+    curve = probability_curve(X, y, model, attribution, steps, "deletion")
+    return np.trapezoid(curve, dx=1 / steps, axis=1)
 
 
 def insertion_score(X, y, model, attribution, steps=20):
@@ -280,7 +294,8 @@ def insertion_score(X, y, model, attribution, steps=20):
 
     Inputs and returns as deletion_score; higher is better.
     """
-    return _probability_curve_area(X, y, model, attribution, steps, delete=False)
+    curve = probability_curve(X, y, model, attribution, steps, "insertion")
+    return np.trapezoid(curve, dx=1 / steps, axis=1)
 
 
 def rank_correlation(maps_a, maps_b):
