@@ -180,7 +180,7 @@ def invert_features(
     callback=None,
     verbose=True,
     step="adam",
-    tv_reg=1.0,
+    tv_reg=3.0,
 ):
     """
     Find an image whose features at `layer` match target_feats, starting from random noise.
