@@ -192,7 +192,9 @@ def grad_cam(X, y, model, layer, upsample=True):
     weights = dA.mean(axis=(2, 3), keepdims=True)
     cam = np.maximum((weights * activations).sum(axis=1), 0)
     # *****END OF YOUR CODE*****
-    return resize_bilinear(cam, *X.shape[2:]) if upsample else cam
+    if cam is None or not upsample:  # None: not written yet
+        return cam
+    return resize_bilinear(cam, *X.shape[2:])
 
 
 def guided_backprop(X, y, model):

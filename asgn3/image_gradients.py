@@ -226,6 +226,8 @@ def invert_features(
         dX, _ = model.backward(2 * (feats - target_feats), cache)
         dX = dX + 2 * l2_reg * X
         # *****END OF YOUR CODE*****
+        if dX is None:  # not written yet
+            return None
         if tv_weight:
             dX = dX + tv_weight * total_variation(X)[1]
         X = descend(X, -dX)
