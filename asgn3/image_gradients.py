@@ -179,7 +179,7 @@ def invert_features(
     seed=None,
     callback=None,
     verbose=True,
-    step="adam",
+    step=None,
     tv_reg=3.0,
 ):
     """
@@ -189,28 +189,35 @@ def invert_features(
     (see total_variation) weighted by tv_reg * ||target_feats||^2, with clipping and optional blurring.
     The default step (Adam, learning rate in pixel levels) does not depend on the scale of the model's
     gradients, so the defaults work on any model; step='gd' with learning_rate=10000, tv_reg=0 and
-    blur_every=1 is the classic method.
+    blur_every=1 is the classic method (a call that gives a learning_rate but no step is taken for a
+    classic one: its steps are 'gd').
 
     Inputs:
     - target_feats: features of one image at `layer`, e.g. (1, F, H', W').
     - layer: index of the model layer the features come from.
     - model: a PretrainedCNN.
-    - learning_rate: step size of the step rule (None: STEP_RULES' default for it).
+    - learning_rate: step size of the step rule (None: STEP_RULES' default for it, in pixel levels).
     - num_iterations: number of steps.
     - l2_reg: strength of the L2 penalty on the image.
     - blur_every: blur the image every blur_every steps (0: never).
     - show_every: display every show_every steps (0: never).
     - mean_image, seed, callback, verbose: as in create_class_visualization.
     - image_size: side of the image to reconstruct (default the model's input size).
-    - step: 'adam', 'normalized' or 'gd' (see ImageStep).
+    - step: 'adam', 'normalized' or 'gd' (see ImageStep); None: 'gd' when a learning_rate is given,
+      else 'adam'.
     - tv_reg: weight of the total-variation penalty, relative to the size of the target features.
+    The initial noise, the default learning rates and the total variation are measured in pixel levels,
+    whose size in the model's input units is pixel_level(model).
 
     Returns the image (1, 3, H, W), mean subtracted.
     """
     rng = np.random.default_rng(seed)
     size = model.input_size if image_size is None else image_size
-    X = rng.standard_normal((1, 3, size, size)).astype(model.dtype)
-    descend = ImageStep(step, learning_rate)
+    level = pixel_level(model)
+    X = (level * rng.standard_normal((1, 3, size, size))).astype(model.dtype)
+    if step is None:
+        step = "adam" if learning_rate is None else "gd"
+    descend = ImageStep(step, learning_rate, level)
     tv_weight = tv_reg * float(np.sum(np.square(target_feats)))
     for t in tqdm(range(num_iterations), desc=f"invert layer {layer}", disable=not verbose, leave=False):
         dX = None
@@ -229,7 +236,7 @@ def invert_features(
         if dX is None:  # not written yet
             return None
         if tv_weight:
-            dX = dX + tv_weight * total_variation(X)[1]
+            dX = dX + tv_weight * total_variation(X, level)[1]
         X = descend(X, -dX)
         if blur_every > 0 and t % blur_every == 0:
             X = blur_image(X)
@@ -321,13 +328,17 @@ class ImageStep:
     - 'normalized': X + learning_rate * dX / mean(|dX|): about learning_rate pixel levels per step.
     - 'adam': Adam (asgn3.optim.adam) on dX, also about learning_rate pixel levels per step at first,
       then smaller where the gradient keeps changing sign.
+    learning_rate None takes the rule's default, for 'normalized' and 'adam' in pixel levels of size
+    `level` (see pixel_level).
     """
 
-    def __init__(self, rule, learning_rate=None):
+    def __init__(self, rule, learning_rate=None, level=1.0):
         if rule not in STEP_RULES:
             raise ValueError(f"step must be one of {', '.join(map(repr, STEP_RULES))}; got {rule!r}")
         self.rule = rule
-        self.learning_rate = STEP_RULES[rule] if learning_rate is None else float(learning_rate)
+        if learning_rate is None:
+            learning_rate = STEP_RULES[rule] * (1.0 if rule == "gd" else level)
+        self.learning_rate = float(learning_rate)
         # a tiny epsilon: the gradients of some models are themselves tiny (1e-6), the step must not shrink
         self.adam_config = {"learning_rate": self.learning_rate, "epsilon": 1e-12}
 
@@ -340,12 +351,22 @@ class ImageStep:
         return next_X.astype(X.dtype, copy=False)
 
 
-def total_variation(X):
+def pixel_level(model):
+    """
+    The size of one pixel level (1/255 of the pixel range) in the model's inputs: the model's attribute
+    `pixel_level` when it has one (e.g. 1/128 for inputs (pixel - 127) / 128), else 1 (the kit's
+    PretrainedCNN takes pixel values minus the mean image).
+    """
+    return float(getattr(model, "pixel_level", 1.0))
+
+
+def total_variation(X, level=1.0):
     """
     The total-variation penalty of images (N, C, H, W), and its gradient.
 
     V(X) = mean over neighbouring pixel pairs (right and down) of their squared difference, in units of
-    the full pixel range (255): 0 for a flat image, near 1 when neighbours jump from black to white.
+    the full pixel range (255 levels of size `level`): 0 for a flat image, near 1 when neighbours jump
+    from black to white.
 
     Returns a tuple of:
     - V: a float.
@@ -353,7 +374,7 @@ def total_variation(X):
     """
     X = np.asarray(X)
     down, right = np.diff(X, axis=2), np.diff(X, axis=3)
-    scale = (down.size + right.size) * 255.0**2
+    scale = (down.size + right.size) * (255.0 * level) ** 2
     dV = np.zeros_like(X)
     dV[:, :, 1:] += down
     dV[:, :, :-1] -= down

@@ -297,3 +297,43 @@ def test_deepdream_octaves_keep_the_size_and_the_displays_count_every_step(model
     assert np.linalg.norm(model.forward(dream, end=1)[0]) > before
     with pytest.raises(ValueError, match="octave"):
         deepdream(X, 1, model, num_octaves=2, octave_scale=1.0, **QUIET)
+
+
+class ScaledInputs:
+    """The small CNN behind a preprocessing that divides pixel levels by 128 (as EfficientNet-Lite0's):
+    the same network, its inputs on another scale."""
+
+    pixel_level = 1 / 128
+
+    def __init__(self, model):
+        self.model, self.dtype, self.input_size = model, model.dtype, model.input_size
+
+    def forward(self, X, start=None, end=None, mode="test"):
+        return self.model.forward(X / self.pixel_level, start, end, mode)
+
+    def backward(self, dout, cache):
+        dX, grads = self.model.backward(dout, cache)
+        return dX / self.pixel_level, grads
+
+
+def test_feature_inversion_defaults_do_not_depend_on_the_input_scale():
+    model = make_model(dtype=np.float64)
+    target = model.forward(smooth_images(1, seed=7).astype(np.float64), end=1)[0]
+    options = dict(num_iterations=60, l2_reg=0, seed=0, **QUIET)
+    X = invert_features(target, 1, model, **options)
+    X_scaled = invert_features(target, 1, ScaledInputs(model), **options)
+    error = rel_error(X_scaled / ScaledInputs.pixel_level, X)
+    print(f"inversion through inputs scaled by 1/128, in pixel levels: relative error {error:.1e}")
+    assert error < 1e-6
+
+
+def test_a_classic_call_with_a_learning_rate_takes_the_classic_step(model):
+    target = model.forward(smooth_images(1, seed=7), end=1)[0]
+    options = dict(learning_rate=10, num_iterations=5, seed=0, **QUIET)
+    np.testing.assert_array_equal(
+        invert_features(target, 1, model, **options), invert_features(target, 1, model, step="gd", **options)
+    )
+    assert not np.array_equal(
+        invert_features(target, 1, model, **options),
+        invert_features(target, 1, model, step="adam", **options),
+    )
