@@ -60,11 +60,14 @@ NOTEBOOKS = (
     Notebook("LSTM_Captioning"),
     Notebook("ImageGradients"),
     Notebook("ImageGeneration"),
+    # Extra credit: not required in assignment3.zip (its code in asgn3/attribution.py is graded as it is).
+    Notebook("Attribution", handed_in=False),
 )
 
 _RNN = "asgn3.rnn_layers"
 _MODEL = "asgn3.classifiers.rnn"
 _IMAGES = "asgn3.image_gradients"
+_ATTRIBUTION = "asgn3.attribution"
 
 QUESTIONS = (
     Question(
@@ -114,6 +117,14 @@ QUESTIONS = (
         15,
         "ImageGeneration",
         (f"{_IMAGES}:create_class_visualization", f"{_IMAGES}:invert_features", f"{_IMAGES}:deepdream"),
+    ),
+    Question(
+        "Q6",
+        "attribution",
+        10,
+        "Attribution",
+        (f"{_ATTRIBUTION}:smoothgrad", f"{_ATTRIBUTION}:integrated_gradients", f"{_ATTRIBUTION}:grad_cam"),
+        extra_credit=True,
     ),
 )
 

@@ -165,6 +165,33 @@ def load_tiny_imagenet(
     }
 
 
+def load_tiny_imagenet_val_boxes(path=None, verbose=False):
+    """
+    Read the bounding boxes of the validation images of a TinyImageNet folder.
+
+    Inputs:
+    - path: the folder, as in load_tiny_imagenet (None: the real download when present, else the default).
+    - verbose: say which folder is used.
+
+    Returns an int array (N_val, 4) of x0, y0, x1, y1 (pixel columns and rows, inclusive), one row per
+    validation image in the order of load_tiny_imagenet's X_val (the lines of val/val_annotations.txt).
+    """
+    path = Path(data_paths.tiny_imagenet_dir(verbose=verbose) if path is None else path)
+    annotations = path / "val" / "val_annotations.txt"
+    boxes = []
+    for number, fields in enumerate(_read_lines(_existing(annotations)), start=1):
+        try:
+            boxes.append([int(value) for value in fields[2:6]])
+        except ValueError:
+            boxes.append([])
+        if len(boxes[-1]) != 4:
+            raise ValueError(
+                f"{annotations}:{number}: expected 'file<TAB>id<TAB>x0<TAB>y0<TAB>x1<TAB>y1', got "
+                f"{chr(9).join(fields)!r}"
+            )
+    return np.array(boxes, dtype=np.int64).reshape(-1, 4)
+
+
 def load_models(models_dir):
     """
     Load the pickled models of a folder, skipping the files that are not pickles.

@@ -18,7 +18,11 @@ import sys
 import numpy as np
 from tqdm.auto import tqdm
 
-from asgn3.image_utils import blur_image, deprocess_image
+from asgn3.image_utils import blur_image, deprocess_image, resize_bilinear
+from asgn3.optim import adam
+
+# The step rules of ImageStep, with their default learning rates (adam and normalized: pixel levels).
+STEP_RULES = {"gd": 10000.0, "normalized": 2.0, "adam": 3.0}
 
 
 def compute_saliency_maps(X, y, model):
@@ -165,52 +169,75 @@ def invert_features(
     target_feats,
     layer,
     model,
-    learning_rate=10000,
+    learning_rate=None,
     num_iterations=500,
     l2_reg=1e-7,
-    blur_every=1,
+    blur_every=0,
     show_every=50,
     mean_image=None,
     image_size=None,
     seed=None,
     callback=None,
     verbose=True,
+    step=None,
+    tv_reg=3.0,
 ):
     """
     Find an image whose features at `layer` match target_feats, starting from random noise.
 
-    Gradient descent on ||phi(I) - target_feats||^2 + l2_reg * ||I||^2, with clipping and blurring.
+    Gradient descent on ||phi(I) - target_feats||^2 + l2_reg * ||I||^2 + a total-variation penalty
+    (see total_variation) weighted by tv_reg * ||target_feats||^2, with clipping and optional blurring.
+    The default step (Adam, learning rate in pixel levels) does not depend on the scale of the model's
+    gradients, so the defaults work on any model; step='gd' with learning_rate=10000, tv_reg=0 and
+    blur_every=1 is the classic method (a call that gives a learning_rate but no step is taken for a
+    classic one: its steps are 'gd').
 
     Inputs:
     - target_feats: features of one image at `layer`, e.g. (1, F, H', W').
     - layer: index of the model layer the features come from.
     - model: a PretrainedCNN.
-    - learning_rate: step size of the (unnormalized) gradient descent.
+    - learning_rate: step size of the step rule (None: STEP_RULES' default for it, in pixel levels).
     - num_iterations: number of steps.
     - l2_reg: strength of the L2 penalty on the image.
     - blur_every: blur the image every blur_every steps (0: never).
     - show_every: display every show_every steps (0: never).
     - mean_image, seed, callback, verbose: as in create_class_visualization.
     - image_size: side of the image to reconstruct (default the model's input size).
+    - step: 'adam', 'normalized' or 'gd' (see ImageStep); None: 'gd' when a learning_rate is given,
+      else 'adam'.
+    - tv_reg: weight of the total-variation penalty, relative to the size of the target features.
+    The initial noise, the default learning rates and the total variation are measured in pixel levels,
+    whose size in the model's input units is pixel_level(model).
 
     Returns the image (1, 3, H, W), mean subtracted.
     """
     rng = np.random.default_rng(seed)
     size = model.input_size if image_size is None else image_size
-    X = rng.standard_normal((1, 3, size, size)).astype(model.dtype)
+    level = pixel_level(model)
+    X = (level * rng.standard_normal((1, 3, size, size))).astype(model.dtype)
+    if step is None:
+        step = "adam" if learning_rate is None else "gd"
+    descend = ImageStep(step, learning_rate, level)
+    tv_weight = tv_reg * float(np.sum(np.square(target_feats)))
     for t in tqdm(range(num_iterations), desc=f"invert layer {layer}", disable=not verbose, leave=False):
+        dX = None
         #######################################################################
-        # TODO: One step of gradient descent on the loss                      #
+        # TODO: The gradient dX of the loss                                   #
         #     ||phi(X) - target_feats||^2 + l2_reg * ||X||^2                  #
-        # where phi(X) = model.forward(X, end=layer) in test mode: the        #
-        # upstream gradient of the first term is 2 (phi(X) - target_feats).   #
-        # Update X in place with the learning rate.                           #
+        # with respect to X, where phi(X) = model.forward(X, end=layer) in    #
+        # test mode: the upstream gradient of the first term is               #
+        # 2 (phi(X) - target_feats). (The step itself is taken below.)        #
         #######################################################################
         # *****START OF YOUR CODE*****
         feats, cache = model.forward(X, end=layer, mode="test")
         dX, _ = model.backward(2 * (feats - target_feats), cache)
-        X -= learning_rate * (dX + 2 * l2_reg * X)
+        dX = dX + 2 * l2_reg * X
         # *****END OF YOUR CODE*****
+        if dX is None:  # not written yet
+            return None
+        if tv_weight:
+            dX = dX + tv_weight * total_variation(X, level)[1]
+        X = descend(X, -dX)
         if blur_every > 0 and t % blur_every == 0:
             X = blur_image(X)
         X = clip_to_pixel_range(X, mean_image)
@@ -230,12 +257,17 @@ def deepdream(
     seed=None,
     callback=None,
     verbose=True,
+    num_octaves=1,
+    octave_scale=1.4,
 ):
     """
     DeepDream: amplify whatever the model sees at `layer` in an image.
 
     Gradient ascent on 1/2 ||phi(X)||^2, the energy of the activations at `layer`, with jitter and
     clipping. The image may be larger than the model's input size when `layer` is a conv block.
+    With octaves, the dream starts on the image shrunk num_octaves - 1 times by octave_scale; the detail
+    dreamt at each scale is enlarged and added to the image at the next one, so that the patterns grow
+    at several sizes instead of only at the size of the layer's receptive field.
 
     Inputs:
     - X: the starting image (1, 3, H, W), mean subtracted; not modified.
@@ -243,34 +275,113 @@ def deepdream(
     - model: a PretrainedCNN.
     - learning_rate: step size, relative to the mean absolute gradient.
     - max_jitter: largest roll, in pixels, in each direction.
-    - num_iterations: number of steps.
+    - num_iterations: number of steps at each octave.
     - show_every: display every show_every steps (0: never).
     - mean_image, seed, callback, verbose: as in create_class_visualization (for an image of another
       size than the mean image, its per-channel mean is used).
+    - num_octaves: number of scales (1: the classic DeepDream, at the image's size only).
+    - octave_scale: ratio of the sides of two consecutive scales (> 1).
 
     Returns the dreamed image (1, 3, H, W), mean subtracted.
     """
+    if int(num_octaves) < 1 or not octave_scale > 1:
+        raise ValueError(f"need num_octaves >= 1 and octave_scale > 1; got {num_octaves}, {octave_scale}")
     rng = np.random.default_rng(seed)
-    X = np.array(X, dtype=model.dtype)
-    for t in tqdm(range(num_iterations), desc=f"dream layer {layer}", disable=not verbose, leave=False):
-        ox, oy = rng.integers(-max_jitter, max_jitter + 1, size=2)
-        X = jitter(X, ox, oy)
-        #######################################################################
-        # TODO: One step of DeepDream: forward X (test mode) to `layer`, then #
-        # backward with the activations themselves as the upstream gradient   #
-        # (the gradient of 1/2 ||phi(X)||^2). Update X in place with the      #
-        # gradient normalized by its mean absolute value:                     #
-        #     X += learning_rate * dX / mean(|dX|)                            #
-        #######################################################################
-        # *****START OF YOUR CODE*****
-        activations, cache = model.forward(X, end=layer, mode="test")
-        dX, _ = model.backward(activations, cache)
-        X += learning_rate * dX / max(np.abs(dX).mean(), 1e-12)
-        # *****END OF YOUR CODE*****
-        X = jitter(X, -ox, -oy)
-        X = clip_to_pixel_range(X, mean_image)
-        show(t, X, num_iterations, show_every, callback, mean_image, f"dream layer {layer}")
+    original = np.array(X, dtype=model.dtype)
+    height, width = original.shape[2:]
+    detail = np.zeros_like(original)
+    total_steps = num_octaves * num_iterations
+    for octave in reversed(range(num_octaves)):
+        size = (round(height / octave_scale**octave), round(width / octave_scale**octave))
+        base = resize_bilinear(original, *size)
+        X = base + resize_bilinear(detail, *size)
+        for step in tqdm(
+            range(num_iterations), desc=f"dream layer {layer}", disable=not verbose, leave=False
+        ):
+            ox, oy = rng.integers(-max_jitter, max_jitter + 1, size=2)
+            X = jitter(X, ox, oy)
+            ###################################################################
+            # TODO: One step of DeepDream: forward X (test mode) to `layer`,  #
+            # then backward with the activations themselves as the upstream   #
+            # gradient (the gradient of 1/2 ||phi(X)||^2). Update X in place  #
+            # with the gradient normalized by its mean absolute value:        #
+            #     X += learning_rate * dX / mean(|dX|)                        #
+            ###################################################################
+            # *****START OF YOUR CODE*****
+            activations, cache = model.forward(X, end=layer, mode="test")
+            dX, _ = model.backward(activations, cache)
+            X += learning_rate * dX / max(np.abs(dX).mean(), 1e-12)
+            # *****END OF YOUR CODE*****
+            X = jitter(X, -ox, -oy)
+            X = clip_to_pixel_range(X, mean_image)
+            t = (num_octaves - 1 - octave) * num_iterations + step
+            show(t, X, total_steps, show_every, callback, mean_image, f"dream layer {layer}")
+        detail = X - base
     return X
+
+
+class ImageStep:
+    """
+    One step of gradient ascent on an image by a rule: `X = step(X, dX)` moves X along dX (pass -dX to
+    descend). The rules (STEP_RULES holds each one's default learning rate):
+    - 'gd': X + learning_rate * dX, the classic step; its size follows the scale of the model's gradients.
+    - 'normalized': X + learning_rate * dX / mean(|dX|): about learning_rate pixel levels per step.
+    - 'adam': Adam (asgn3.optim.adam) on dX, also about learning_rate pixel levels per step at first,
+      then smaller where the gradient keeps changing sign.
+    learning_rate None takes the rule's default, for 'normalized' and 'adam' in pixel levels of size
+    `level` (see pixel_level).
+    """
+
+    def __init__(self, rule, learning_rate=None, level=1.0):
+        if rule not in STEP_RULES:
+            raise ValueError(f"step must be one of {', '.join(map(repr, STEP_RULES))}; got {rule!r}")
+        self.rule = rule
+        if learning_rate is None:
+            learning_rate = STEP_RULES[rule] * (1.0 if rule == "gd" else level)
+        self.learning_rate = float(learning_rate)
+        # a tiny epsilon: the gradients of some models are themselves tiny (1e-6), the step must not shrink
+        self.adam_config = {"learning_rate": self.learning_rate, "epsilon": 1e-12}
+
+    def __call__(self, X, dX):
+        if self.rule == "gd":
+            return X + self.learning_rate * dX
+        if self.rule == "normalized":
+            return X + self.learning_rate * dX / max(float(np.abs(dX).mean()), 1e-12)
+        next_X, self.adam_config = adam(X, -dX, self.adam_config)  # adam descends
+        return next_X.astype(X.dtype, copy=False)
+
+
+def pixel_level(model):
+    """
+    The size of one pixel level (1/255 of the pixel range) in the model's inputs: the model's attribute
+    `pixel_level` when it has one (e.g. 1/128 for inputs (pixel - 127) / 128), else 1 (the kit's
+    PretrainedCNN takes pixel values minus the mean image).
+    """
+    return float(getattr(model, "pixel_level", 1.0))
+
+
+def total_variation(X, level=1.0):
+    """
+    The total-variation penalty of images (N, C, H, W), and its gradient.
+
+    V(X) = mean over neighbouring pixel pairs (right and down) of their squared difference, in units of
+    the full pixel range (255 levels of size `level`): 0 for a flat image, near 1 when neighbours jump
+    from black to white.
+
+    Returns a tuple of:
+    - V: a float.
+    - dV: its gradient with respect to X, of the shape of X.
+    """
+    X = np.asarray(X)
+    down, right = np.diff(X, axis=2), np.diff(X, axis=3)
+    scale = (down.size + right.size) * (255.0 * level) ** 2
+    dV = np.zeros_like(X)
+    dV[:, :, 1:] += down
+    dV[:, :, :-1] -= down
+    dV[:, :, :, 1:] += right
+    dV[:, :, :, :-1] -= right
+    value = (np.sum(np.square(down)) + np.sum(np.square(right))) / scale
+    return float(value), (2 / scale) * dV
 
 
 def jitter(X, ox, oy):

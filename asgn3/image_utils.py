@@ -35,6 +35,39 @@ def blur_image(X):
     return ndimage.convolve(X, BLUR_KERNEL.astype(X.dtype)[None, None], mode="constant", cval=0.0)
 
 
+def _bilinear_weights(size_in, size_out):
+    """The (size_out, size_in) matrix of 1-D bilinear interpolation: pixel centres at half-integers,
+    source positions clamped to the edge pixels (torch's interpolate with align_corners=False)."""
+    source = np.clip((np.arange(size_out) + 0.5) * size_in / size_out - 0.5, 0, size_in - 1)
+    low = np.floor(source).astype(np.int64)
+    high = np.minimum(low + 1, size_in - 1)
+    weights = np.zeros((size_out, size_in))
+    rows = np.arange(size_out)
+    np.add.at(weights, (rows, low), 1 - (source - low))
+    np.add.at(weights, (rows, high), source - low)
+    return weights
+
+
+def resize_bilinear(X, height, width):
+    """
+    Resize images or maps bilinearly (no antialiasing), as torch's interpolate(mode='bilinear',
+    align_corners=False); the same size gives X back exactly.
+
+    Inputs:
+    - X: array (..., h, w), e.g. images (N, C, h, w) or maps (N, h, w).
+    - height, width: the output size.
+
+    Returns an array (..., height, width) of X's float dtype (float32 for integer input).
+    """
+    X = np.asarray(X)
+    if X.ndim < 2:
+        raise ValueError(f"expected an array (..., h, w) to resize, got shape {X.shape}")
+    dtype = X.dtype if X.dtype.kind == "f" else np.float32
+    rows = _bilinear_weights(X.shape[-2], int(height)).astype(dtype)
+    cols = _bilinear_weights(X.shape[-1], int(width)).astype(dtype)
+    return rows @ X.astype(dtype, copy=False) @ cols.T
+
+
 def _mean_for(mean, mean_img, image_shape):
     """The mean to subtract for mean = 'image', 'pixel' or 'none', checked against an image's (3, H, W)."""
     if mean == "none":

@@ -40,19 +40,20 @@ def affine_relu_forward(x, w, b):
     return out, (fc_cache, relu_cache)
 
 
-def affine_relu_backward(dout, cache):
+def affine_relu_backward(dout, cache, guided=False):
     """
     Backward pass of affine_relu_forward.
 
     Inputs:
     - dout: upstream derivative, of shape (N, M)
     - cache: from affine_relu_forward
+    - guided: the ReLU's backward in guided-backpropagation mode (see layers.relu_backward)
 
     Returns a tuple of:
     - dx: of shape (N, d_1, ..., d_k); dw: of shape (D, M); db: of shape (M,)
     """
     fc_cache, relu_cache = cache
-    da = relu_backward(dout, relu_cache)
+    da = relu_backward(dout, relu_cache, guided)
     return affine_backward(da, fc_cache)
 
 
@@ -77,19 +78,20 @@ def affine_bn_relu_forward(x, w, b, gamma, beta, bn_param):
     return out, (fc_cache, bn_cache, relu_cache)
 
 
-def affine_bn_relu_backward(dout, cache):
+def affine_bn_relu_backward(dout, cache, guided=False):
     """
     Backward pass of affine_bn_relu_forward.
 
     Inputs:
     - dout: upstream derivative, of shape (N, M)
     - cache: from affine_bn_relu_forward
+    - guided: the ReLU's backward in guided-backpropagation mode (see layers.relu_backward)
 
     Returns a tuple of:
     - dx: of shape (N, d_1, ..., d_k); dw: (D, M); db: (M,); dgamma: (M,); dbeta: (M,)
     """
     fc_cache, bn_cache, relu_cache = cache
-    da_bn = relu_backward(dout, relu_cache)
+    da_bn = relu_backward(dout, relu_cache, guided)
     da, dgamma, dbeta = batchnorm_backward(da_bn, bn_cache)
     dx, dw, db = affine_backward(da, fc_cache)
     return dx, dw, db, dgamma, dbeta
@@ -114,19 +116,20 @@ def conv_relu_forward(x, w, b, conv_param):
     return out, (conv_cache, relu_cache)
 
 
-def conv_relu_backward(dout, cache):
+def conv_relu_backward(dout, cache, guided=False):
     """
     Backward pass of conv_relu_forward.
 
     Inputs:
     - dout: upstream derivative, of shape (N, F, H', W')
     - cache: from conv_relu_forward
+    - guided: the ReLU's backward in guided-backpropagation mode (see layers.relu_backward)
 
     Returns a tuple of:
     - dx: of shape (N, C, H, W); dw: (F, C, HH, WW); db: (F,)
     """
     conv_cache, relu_cache = cache
-    da = relu_backward(dout, relu_cache)
+    da = relu_backward(dout, relu_cache, guided)
     return conv_backward_fast(da, conv_cache)
 
 
@@ -152,19 +155,20 @@ def conv_bn_relu_forward(x, w, b, gamma, beta, conv_param, bn_param):
     return out, (conv_cache, bn_cache, relu_cache)
 
 
-def conv_bn_relu_backward(dout, cache):
+def conv_bn_relu_backward(dout, cache, guided=False):
     """
     Backward pass of conv_bn_relu_forward.
 
     Inputs:
     - dout: upstream derivative, of shape (N, F, H', W')
     - cache: from conv_bn_relu_forward
+    - guided: the ReLU's backward in guided-backpropagation mode (see layers.relu_backward)
 
     Returns a tuple of:
     - dx: of shape (N, C, H, W); dw: (F, C, HH, WW); db: (F,); dgamma: (F,); dbeta: (F,)
     """
     conv_cache, bn_cache, relu_cache = cache
-    da_bn = relu_backward(dout, relu_cache)
+    da_bn = relu_backward(dout, relu_cache, guided)
     da, dgamma, dbeta = spatial_batchnorm_backward(da_bn, bn_cache)
     dx, dw, db = conv_backward_fast(da, conv_cache)
     return dx, dw, db, dgamma, dbeta
@@ -191,18 +195,19 @@ def conv_relu_pool_forward(x, w, b, conv_param, pool_param):
     return out, (conv_cache, relu_cache, pool_cache)
 
 
-def conv_relu_pool_backward(dout, cache):
+def conv_relu_pool_backward(dout, cache, guided=False):
     """
     Backward pass of conv_relu_pool_forward.
 
     Inputs:
     - dout: upstream derivative, of shape (N, F, H'', W'')
     - cache: from conv_relu_pool_forward
+    - guided: the ReLU's backward in guided-backpropagation mode (see layers.relu_backward)
 
     Returns a tuple of:
     - dx: of shape (N, C, H, W); dw: (F, C, HH, WW); db: (F,)
     """
     conv_cache, relu_cache, pool_cache = cache
     ds = max_pool_backward_fast(dout, pool_cache)
-    da = relu_backward(ds, relu_cache)
+    da = relu_backward(ds, relu_cache, guided)
     return conv_backward_fast(da, conv_cache)

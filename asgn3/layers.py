@@ -173,19 +173,24 @@ def relu_forward(x):
     return np.maximum(x, 0), x
 
 
-def relu_backward(dout, cache):
+def relu_backward(dout, cache, guided=False):
     """
     Compute the backward pass of a layer of rectified linear units.
 
     Inputs:
     - dout: upstream derivative, of any shape
     - cache: the input x, of the same shape as dout
+    - guided: guided backpropagation (Springenberg et al. 2015): also zero the negative upstream
+      derivatives, so that only evidence for the output flows back. Not a gradient: for attribution maps.
 
     Returns:
     - dx: gradient with respect to x (the upstream derivative where x > 0, zero elsewhere)
     """
     x = cache
-    return dout * (x > 0)  # a boolean factor keeps dout's dtype, and is faster than np.where
+    passes = x > 0
+    if guided:
+        passes &= dout > 0
+    return dout * passes  # a boolean factor keeps dout's dtype, and is faster than np.where
 
 
 # ---------------------------------------------------------------------------------------------------------

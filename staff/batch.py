@@ -26,7 +26,7 @@ from pathlib import Path
 from asgn3.assignment import QUESTIONS, total_points
 from asgn3.data_paths import KIT_DIR
 from staff.grade import grade_one
-from staff.report import question_scores
+from staff.report import question_scores, regular_maximum
 
 QUESTION_KEYS = [q.key for q in QUESTIONS]
 COLUMNS = ["submission", "score", "max_score", *QUESTION_KEYS, "seconds", "status", "notes"]
@@ -76,7 +76,7 @@ def result_row(name, result, seconds):
     return {
         "submission": name,
         "score": result["score"],
-        "max_score": round(sum(test["max_score"] for test in result["tests"]), 2),
+        "max_score": round(regular_maximum(result), 2),  # extra credit adds to the score only
         **{key: round(value, 2) for key, value in totals.items()},
         "seconds": round(seconds, 1),
         "status": "refused" if refused else "graded",

@@ -19,6 +19,11 @@ def test_entry(check, fraction, text):
     }
 
 
+def regular_maximum(result):
+    """The most a result's tests give without extra credit (100 for a whole grading)."""
+    return sum(t["max_score"] for t in result["tests"] if not question(t["question"]).extra_credit)
+
+
 def question_scores(result):
     """{question key: [score, max_score]} from a result dict, every question of the manifest."""
     totals = {q.key: [0.0, 0.0] for q in QUESTIONS}
@@ -41,8 +46,9 @@ def format_table(result, title=""):
         )
     for key, (score, maximum) in question_scores(result).items():
         if maximum:
-            lines.append(f"{key} {question(key).title}: {score:g} / {maximum:g}")
-    total = sum(t["max_score"] for t in result["tests"])
-    lines.append(f"TOTAL: {result['score']:g} / {total:g}")
+            extra = " (extra credit)" if question(key).extra_credit else ""
+            lines.append(f"{key} {question(key).title}{extra}: {score:g} / {maximum:g}")
+    # Extra credit adds to the score, not to the maximum (on Gradescope too: its total is set to 100).
+    lines.append(f"TOTAL: {result['score']:g} / {regular_maximum(result):g}")
     lines.append(result["output"])
     return "\n".join(lines)

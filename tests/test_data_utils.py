@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from asgn3 import data_paths
-from asgn3.data_utils import load_models, load_tiny_imagenet
+from asgn3.data_utils import load_models, load_tiny_imagenet, load_tiny_imagenet_val_boxes
 
 WNIDS = ["n001", "n002", "n003"]
 COLORS = {"n001": (200, 30, 30), "n002": (30, 200, 30), "n003": (30, 30, 200)}
@@ -153,3 +153,17 @@ def test_a_classic_path_that_does_not_exist_means_the_kits_data(folder, monkeypa
     data = load_tiny_imagenet(folder.parent / "cs231n" / "datasets" / "tiny-imagenet-100-A", verbose=False)
     assert data["X_train"].shape[0] == 8
     assert capsys.readouterr().out.strip().endswith(f"using the kit's tiny-imagenet-100-A in {folder}")
+
+
+def test_val_boxes_come_in_the_order_of_x_val(folder):
+    annotations = folder / "val" / "val_annotations.txt"
+    lines = annotations.read_text().splitlines()
+    lines[2] = lines[2].replace("0\t0\t63\t63", "3\t4\t50\t61")
+    annotations.write_text("\n".join(lines) + "\n")
+    boxes = load_tiny_imagenet_val_boxes(folder)
+    assert boxes.shape == (4, 4) and boxes.dtype == np.int64
+    np.testing.assert_array_equal(boxes[2], [3, 4, 50, 61])
+    np.testing.assert_array_equal(boxes[[0, 1, 3]], [[0, 0, 63, 63]] * 3)
+    annotations.write_text("val_0.JPEG\tn003\t0\t0\n")
+    with pytest.raises(ValueError, match="val_annotations.txt:1: expected"):
+        load_tiny_imagenet_val_boxes(folder)

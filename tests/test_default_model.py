@@ -13,7 +13,7 @@ from asgn3.coco_utils import load_coco_data
 from asgn3.data_paths import DEFAULT_COCO_DIR, DEFAULT_PRETRAINED_MODEL, DEFAULT_TINY_IMAGENET_DIR
 from asgn3.data_utils import load_tiny_imagenet
 from asgn3.image_gradients import create_class_visualization, deepdream, invert_features, make_fooling_image
-from asgn3.image_utils import read_rgb_image
+from asgn3.image_utils import read_rgb_image, resize_bilinear
 from datasets.build_coco_default import cnn_features
 from datasets.checksum import read_checksum, sha256_of
 from datasets.train_default_model import NUM_FILTERS
@@ -98,8 +98,9 @@ def test_class_visualization_makes_the_target_the_top_class(model, data):
 
 @pytest.mark.slow  # the data fixture loads the 50,000 training images (about a minute)
 def test_feature_inversion_reduces_the_feature_distance(model, data):
-    # Plain gradient descent needs a step that suits the model's scale: 100 here (the classic 10000 was
-    # tuned for the classic network and diverges on this one); blurring every step slows the fit down.
+    # The classic plain gradient descent needs a step that suits the model's scale: 100 here (the classic
+    # 10000 was tuned for the classic network and diverges on this one); blurring every step slows the fit
+    # down. (The default step, Adam, needs no tuning: the test after this one.)
     X = data["X_val"][:1]
     layer = 7
     target, _ = model.forward(X, end=layer)
@@ -115,12 +116,48 @@ def test_feature_inversion_reduces_the_feature_distance(model, data):
         num_iterations=400,
         l2_reg=1e-7,
         blur_every=0,
+        step="gd",
+        tv_reg=0,
         show_every=0,
         verbose=False,
     )
     after = np.linalg.norm(model.forward(X_inv, end=layer)[0] - target)
     print(f"feature distance at layer {layer}: {before:.2f} -> {after:.2f} ({1 - after / before:.1%} less)")
     assert after <= 0.1 * before
+
+
+@pytest.mark.slow  # the data fixture loads the 50,000 training images (about a minute)
+@pytest.mark.parametrize("layer, cut", [(3, 0.95), (6, 0.90)])
+def test_feature_inversion_with_its_defaults_cuts_the_feature_distance(model, data, layer, cut):
+    X = data["X_val"][:1]
+    target, _ = model.forward(X, end=layer)
+    start = np.random.default_rng(231).standard_normal(X.shape).astype(np.float32)  # invert_features' start
+    before = np.linalg.norm(model.forward(start, end=layer)[0] - target)
+    X_inv = invert_features(
+        target, layer, model, mean_image=data["mean_image"], seed=231, show_every=0, verbose=False
+    )
+    after = np.linalg.norm(model.forward(X_inv, end=layer)[0] - target)
+    print(
+        f"defaults, layer {layer}: feature distance {before:.2f} -> {after:.2f} "
+        f"({1 - after / before:.1%} less)"
+    )
+    assert after <= (1 - cut) * before
+
+
+@pytest.mark.slow  # the data fixture loads the 50,000 training images (about a minute)
+def test_deepdream_with_octaves_raises_the_activation_norm(model, data):
+    X = resize_bilinear(data["X_val"][5:6], 96, 96)  # conv layers take any size
+    layer = 6
+    norm = lambda image: np.linalg.norm(model.forward(image, end=layer)[0])  # noqa: E731
+    options = dict(mean_image=data["mean_image"], seed=231, learning_rate=2.0, show_every=0, verbose=False)
+    single = deepdream(X, layer, model, num_iterations=30, **options)
+    octaves = deepdream(X, layer, model, num_iterations=10, num_octaves=3, **options)
+    print(
+        f"activation norm at layer {layer}: {norm(X):.1f} -> {norm(single):.1f} (30 steps, one octave), "
+        f"{norm(octaves):.1f} (3 octaves of 10 steps)"
+    )
+    assert octaves.shape == X.shape
+    assert norm(octaves) > 1.5 * norm(X)
 
 
 @pytest.mark.slow  # the data fixture loads the 50,000 training images (about a minute)

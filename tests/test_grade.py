@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from asgn3.assignment import QUESTIONS, total_points
+from asgn3.assignment import QUESTIONS, question, total_points
 from asgn3.data_paths import KIT_DIR
 from staff import grade
 from staff.markers import find_regions, stub_source
@@ -109,15 +109,17 @@ def test_reference_scores_100_with_json_and_table(reference_zip, tmp_path, capsy
     result = json.loads((tmp_path / "out.json").read_text())
     failed = [(t["name"], t["output"]) for t in result["tests"] if t["score"] != t["max_score"]]
     assert failed == []
-    assert result["score"] == total_points() == 100
-    assert sum(t["max_score"] for t in result["tests"]) == 100
+    assert total_points() == 100 and result["score"] == total_points(extra_credit=True)
+    regular = [t for t in result["tests"] if not question(t["question"]).extra_credit]
+    assert sum(t["max_score"] for t in regular) == 100
     for test in result["tests"]:  # the shape of Gradescope's results.json
         assert set(test) >= {"name", "score", "max_score", "output"}
         assert test["output"]
     per_question = question_scores(result)
     assert {q.key: per_question[q.key][1] for q in QUESTIONS} == {q.key: q.points for q in QUESTIONS}
     table = capsys.readouterr().out
-    assert "TOTAL: 100 / 100" in table and "Q4 image generation: 15 / 15" in table
+    assert f"TOTAL: {total_points(extra_credit=True):g} / 100" in table  # extra credit adds to the score
+    assert "Q4 image generation: 15 / 15" in table
 
 
 def test_released_stubs_score_zero_saying_not_implemented(tmp_path):
@@ -128,7 +130,7 @@ def test_released_stubs_score_zero_saying_not_implemented(tmp_path):
         path.write_text(stub_source(path.read_text(), rel))
     result = run_grader(zip_folder(folder, tmp_path / "stubs.zip"))
     assert result["score"] == 0
-    assert len(result["tests"]) == len(build_checks(SEED)) == 26
+    assert len(result["tests"]) == len(build_checks(SEED)) == 29
     outputs = "\n".join(t["output"] for t in result["tests"])
     assert "not implemented yet (still the stub" in outputs
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from asgn3.assignment import graded_modules, handed_in_notebooks
+from asgn3.assignment import graded_modules, handed_in_notebooks, total_points
 from asgn3.data_paths import KIT_DIR
 from staff import gradescope
 from staff.markers import stub_source
@@ -195,7 +195,9 @@ def test_the_reference_upload_scores_100(bundle, tmp_path):
     student_upload(root / "submission")
     results = run_autograder(root)
     assert_valid_results(results)
-    assert results["score"] == 100, [t["name"] for t in results["tests"] if t["score"] < t["max_score"]]
+    assert results["score"] == total_points(extra_credit=True), [
+        t["name"] for t in results["tests"] if t["score"] < t["max_score"]
+    ]
     assert "RNN_Captioning.ipynb" in results["output"]
     assert {test["visibility"] for test in results["tests"]} == {"after_published"}
 

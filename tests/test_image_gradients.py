@@ -12,6 +12,8 @@ from scipy import ndimage
 from asgn3.classifiers.pretrained_cnn import PretrainedCNN
 from asgn3.gradient_check import eval_numerical_gradient
 from asgn3.image_gradients import (
+    STEP_RULES,
+    ImageStep,
     clip_to_pixel_range,
     compute_saliency_maps,
     create_class_visualization,
@@ -19,6 +21,7 @@ from asgn3.image_gradients import (
     invert_features,
     jitter,
     make_fooling_image,
+    total_variation,
 )
 from asgn3.notebook_checks import rel_error
 
@@ -111,7 +114,7 @@ def test_class_visualization_makes_the_target_the_top_class(model):
 
 
 @pytest.mark.parametrize("layer, learning_rate", [(0, 100), (2, 10)])
-def test_feature_inversion_cuts_the_feature_distance_tenfold(model, layer, learning_rate):
+def test_classic_feature_inversion_cuts_the_feature_distance_tenfold(model, layer, learning_rate):
     target = model.forward(smooth_images(1, seed=7), end=layer)[0]
     start = np.random.default_rng(0).standard_normal((1, 3, SIZE, SIZE)).astype(np.float32)
     start_distance = np.linalg.norm(model.forward(start, end=layer)[0] - target)
@@ -122,6 +125,8 @@ def test_feature_inversion_cuts_the_feature_distance_tenfold(model, layer, learn
         learning_rate=learning_rate,
         num_iterations=400,
         blur_every=0,
+        step="gd",
+        tv_reg=0,
         mean_image=MEAN_IMAGE,
         seed=0,
         **QUIET,
@@ -217,3 +222,118 @@ def test_displays_go_to_matplotlib_only_when_it_is_interactive(model, monkeypatc
     )
     plt.close("all")
     assert shown == [(SIZE, SIZE, 3)] * 3 + [(40, 40, 3)] * 2  # deepdream: first and last step
+
+
+def test_total_variation_gradient_matches_the_numeric_one_in_float64():
+    X = np.random.default_rng(3).normal(0, 50, (2, 3, 5, 6))
+    value, grad = total_variation(X)
+    numeric = eval_numerical_gradient(lambda x: total_variation(x)[0], X, verbose=False, h=1e-3)
+    error = rel_error(grad, numeric)
+    print(f"total_variation gradient: relative error {error:.2e}")
+    assert error < 1e-6
+    assert total_variation(np.full((1, 3, 4, 4), 7.0))[0] == 0
+    stripes = np.zeros((1, 1, 4, 4))
+    stripes[..., ::2] = 255  # every horizontal neighbour pair jumps by the full range
+    assert total_variation(stripes)[0] == pytest.approx(12 / 24)
+
+
+def test_step_rules():
+    X, dX = np.zeros((1, 3, 4, 4)), np.random.default_rng(0).normal(0, 1e-6, (1, 3, 4, 4))
+    np.testing.assert_allclose(ImageStep("gd", 10.0)(X, dX), 10.0 * dX)
+    assert ImageStep("gd").learning_rate == STEP_RULES["gd"] == 10000  # the classic step
+    normalized = ImageStep("normalized", 2.0)(X, dX)
+    assert np.abs(normalized).mean() == pytest.approx(2.0)
+    adam = ImageStep("adam", 3.0)
+    first = adam(X, dX)
+    np.testing.assert_allclose(first, 3.0 * np.sign(dX), rtol=1e-3)  # Adam's first step: lr * sign
+    second = adam(first, -dX)  # the gradient turns: the step shrinks, the moving average remembers
+    assert np.all(np.abs(second - first) < 3.0)
+    with pytest.raises(ValueError, match="step must be one of"):
+        ImageStep("sgd")
+
+
+@pytest.mark.parametrize("layer", [1, 2])
+def test_feature_inversion_defaults_work_on_the_small_cnn_too(model, layer):
+    # The default step does not depend on the gradients' scale: the defaults tuned on the shipped model
+    # fit this random one as well (the classic step, learning_rate=10000, would blow up here).
+    target = model.forward(smooth_images(1, seed=7), end=layer)[0]
+    start = np.random.default_rng(0).standard_normal((1, 3, SIZE, SIZE)).astype(np.float32)
+    start_distance = np.linalg.norm(model.forward(start, end=layer)[0] - target)
+    X = invert_features(target, layer, model, mean_image=MEAN_IMAGE, seed=0, **QUIET)
+    ratio = np.linalg.norm(model.forward(X, end=layer)[0] - target) / start_distance
+    print(f"defaults on the small CNN, layer {layer}: feature distance down to {ratio:.3f} of its start")
+    assert ratio <= 0.1
+    assert np.all(X >= -MEAN_IMAGE - 1e-3) and np.all(X <= 255 - MEAN_IMAGE + 1e-3)
+
+
+def test_total_variation_penalty_smooths_the_inversion(model):
+    target = model.forward(smooth_images(1, seed=7), end=2)[0]
+    options = dict(num_iterations=100, mean_image=MEAN_IMAGE, seed=0, **QUIET)
+    rough = total_variation(invert_features(target, 2, model, tv_reg=0, **options))[0]
+    smooth = total_variation(invert_features(target, 2, model, tv_reg=10.0, **options))[0]
+    print(f"total variation of the inversion: {rough:.2e} without the penalty, {smooth:.2e} with it")
+    assert smooth < 0.5 * rough
+
+
+def test_deepdream_octaves_keep_the_size_and_the_displays_count_every_step(model):
+    X = smooth_images(1, seed=8, size=48)
+    seen = []
+    dream = deepdream(
+        X,
+        1,
+        model,
+        num_iterations=4,
+        num_octaves=3,
+        octave_scale=1.5,
+        mean_image=MEAN_IMAGE,
+        seed=0,
+        show_every=4,
+        verbose=False,
+        callback=lambda t, image: seen.append((t, image.shape[2:])),
+    )
+    assert dream.shape == X.shape
+    assert seen == [(0, (21, 21)), (4, (32, 32)), (8, (48, 48)), (11, (48, 48))]  # 48 / 1.5^2, 48 / 1.5
+    before = np.linalg.norm(model.forward(X, end=1)[0])
+    assert np.linalg.norm(model.forward(dream, end=1)[0]) > before
+    with pytest.raises(ValueError, match="octave"):
+        deepdream(X, 1, model, num_octaves=2, octave_scale=1.0, **QUIET)
+
+
+class ScaledInputs:
+    """The small CNN behind a preprocessing that divides pixel levels by 128 (as EfficientNet-Lite0's):
+    the same network, its inputs on another scale."""
+
+    pixel_level = 1 / 128
+
+    def __init__(self, model):
+        self.model, self.dtype, self.input_size = model, model.dtype, model.input_size
+
+    def forward(self, X, start=None, end=None, mode="test"):
+        return self.model.forward(X / self.pixel_level, start, end, mode)
+
+    def backward(self, dout, cache):
+        dX, grads = self.model.backward(dout, cache)
+        return dX / self.pixel_level, grads
+
+
+def test_feature_inversion_defaults_do_not_depend_on_the_input_scale():
+    model = make_model(dtype=np.float64)
+    target = model.forward(smooth_images(1, seed=7).astype(np.float64), end=1)[0]
+    options = dict(num_iterations=60, l2_reg=0, seed=0, **QUIET)
+    X = invert_features(target, 1, model, **options)
+    X_scaled = invert_features(target, 1, ScaledInputs(model), **options)
+    error = rel_error(X_scaled / ScaledInputs.pixel_level, X)
+    print(f"inversion through inputs scaled by 1/128, in pixel levels: relative error {error:.1e}")
+    assert error < 1e-6
+
+
+def test_a_classic_call_with_a_learning_rate_takes_the_classic_step(model):
+    target = model.forward(smooth_images(1, seed=7), end=1)[0]
+    options = dict(learning_rate=10, num_iterations=5, seed=0, **QUIET)
+    np.testing.assert_array_equal(
+        invert_features(target, 1, model, **options), invert_features(target, 1, model, step="gd", **options)
+    )
+    assert not np.array_equal(
+        invert_features(target, 1, model, **options),
+        invert_features(target, 1, model, step="adam", **options),
+    )

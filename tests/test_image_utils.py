@@ -17,6 +17,7 @@ from asgn3.image_utils import (
     preprocess_image,
     read_image,
     read_rgb_image,
+    resize_bilinear,
 )
 
 
@@ -133,3 +134,18 @@ def test_read_rgb_image_drops_alpha(tmp_path):
     iio.imwrite(tmp_path / "a.png", rgba)
     img = read_rgb_image(tmp_path / "a.png")
     assert img.shape == (4, 5, 3) and img.dtype == np.uint8 and img[0, 0, 0] == 10
+
+
+def test_resize_bilinear_uses_half_pixel_centres_and_clamped_edges():
+    row = np.array([[0.0, 1.0, 2.0, 3.0]])
+    # Output pixel j of 8 samples the input at (j + 0.5) / 2 - 0.5, clamped to [0, 3].
+    np.testing.assert_allclose(resize_bilinear(row, 1, 8), [[0, 0.25, 0.75, 1.25, 1.75, 2.25, 2.75, 3]])
+    np.testing.assert_allclose(resize_bilinear(row, 1, 2), [[0.5, 2.5]])  # samples at 0.5 and 2.5
+    X = np.random.default_rng(0).standard_normal((2, 3, 5, 7)).astype(np.float32)
+    assert resize_bilinear(X, 5, 7).dtype == np.float32
+    np.testing.assert_array_equal(resize_bilinear(X, 5, 7), X)  # the same size: X itself
+    up = resize_bilinear(X, 10, 14)
+    assert up.shape == (2, 3, 10, 14)
+    np.testing.assert_allclose(up[..., ::2, ::2].mean(), X.mean(), atol=0.1)
+    with pytest.raises(ValueError, match="to resize"):
+        resize_bilinear(np.zeros(3), 2, 2)

@@ -320,3 +320,11 @@ def test_forward_with_mismatched_shapes_names_them(case, forward, args, shapes):
     print(f"{case}: {message}")
     for shape in shapes:
         assert re.search(re.escape(shape), message), f"{shape} not named in: {message}"
+
+
+def test_relu_backward_guided_mode_also_zeroes_negative_upstream_gradients():
+    x = np.array([[-1.0, 2.0, 3.0, 0.5]])
+    dout = np.array([[5.0, -4.0, 6.0, 0.0]])
+    np.testing.assert_array_equal(layers.relu_backward(dout, x), [[0, -4, 6, 0]])
+    np.testing.assert_array_equal(layers.relu_backward(dout, x, guided=True), [[0, 0, 6, 0]])
+    np.testing.assert_array_equal(dout, [[5.0, -4.0, 6.0, 0.0]])  # untouched

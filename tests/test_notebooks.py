@@ -1,4 +1,4 @@
-"""Tests of the four notebooks, their headless runner (tools/run_notebooks.py) and start_ipython_osx.sh.
+"""Tests of the notebooks, their headless runner (tools/run_notebooks.py) and start_ipython_osx.sh.
 
 Each notebook is executed from a clean kernel, with the kernel started outside the kit (so nothing depends
 on the working directory); the test fails on any error, and checks that every relative error the notebook
@@ -72,6 +72,15 @@ EXPECTED_CHECKS = {
         "feature inversion layer 3",
         "feature inversion layer 6",
         "DeepDream layer",
+    ],
+    "Attribution": [
+        "smoothgrad without noise = saliency",
+        "integrated_gradients completeness",
+        "grad_cam against numeric gradients",
+        "randomization check saliency",
+        "randomization check edge detector",
+        "deletion SmoothGrad vs random",
+        "insertion SmoothGrad vs random",
     ],
 }
 

@@ -270,13 +270,16 @@ class PretrainedCNN:
             caches.append(cache)
         return out, (start, end, caches)
 
-    def backward(self, dout, cache):
+    def backward(self, dout, cache, guided=False):
         """
         Backpropagate through the layers a forward pass ran.
 
         Inputs:
         - dout: upstream gradient, shaped like the forward's output.
         - cache: the cache that forward returned.
+        - guided: run every ReLU's backward in guided-backpropagation mode (negative upstream
+          gradients zeroed too, see layers.relu_backward); dX is then the guided-backprop map, not a
+          gradient. This call only: nothing is changed for the next one.
 
         Returns a tuple of:
         - dX: gradient with respect to the forward's input X, shaped like X.
@@ -288,9 +291,9 @@ class PretrainedCNN:
         for i, layer_cache in zip(range(end, start - 1, -1), reversed(caches), strict=True):
             n = i + 1
             if i < self.num_conv:
-                dout, dw, db, dgamma, dbeta = conv_bn_relu_backward(dout, layer_cache)
+                dout, dw, db, dgamma, dbeta = conv_bn_relu_backward(dout, layer_cache, guided)
             elif i == self.num_conv:
-                dout, dw, db, dgamma, dbeta = affine_bn_relu_backward(dout, layer_cache)
+                dout, dw, db, dgamma, dbeta = affine_bn_relu_backward(dout, layer_cache, guided)
             else:
                 dout, dw, db = affine_backward(dout, layer_cache)
             grads[f"W{n}"], grads[f"b{n}"] = dw, db
@@ -317,3 +320,24 @@ class PretrainedCNN:
         loss, dscores = softmax_loss(scores, y)
         _, grads = self.backward(dscores, cache)
         return loss, grads
+
+    def reinitialize_layer(self, layer, seed=None):
+        """
+        Give one layer fresh weights, as a new network would have them (for the sanity checks of
+        asgn3/attribution.py): He-initialised filters or weights, zero biases and betas, unit gammas,
+        and batchnorm statistics of a fresh network (mean 0, variance 1).
+
+        Inputs:
+        - layer: layer index in 0..num_layers - 1.
+        - seed: seed of the random weights.
+        """
+        self._check_range(layer, layer)
+        fresh = self._random_params(np.random.default_rng(seed))
+        n = layer + 1  # parameter keys count from 1
+        for key in (f"W{n}", f"b{n}", f"gamma{n}", f"beta{n}"):
+            if key in fresh:
+                self.params[key] = fresh[key]
+        if layer < len(self.bn_params):
+            dim = len(self.bn_params[layer]["running_mean"])
+            self.bn_params[layer]["running_mean"] = np.zeros(dim, self.dtype)
+            self.bn_params[layer]["running_var"] = np.ones(dim, self.dtype)

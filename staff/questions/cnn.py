@@ -1,4 +1,4 @@
-"""The small fixed-weight CNN that Q3 and Q4 run the image-gradient functions on.
+"""The small fixed-weight CNN that Q3, Q4 and Q6 run the image-gradient and attribution functions on.
 
 Its weights are the master's PretrainedCNN initialisation from a seed, built inside the runner (the
 model is infrastructure: the sandbox kit holds the master's copy), never in the grader.
@@ -23,13 +23,15 @@ def cnn_options(init_seed, **options):
     return {"module": IMAGES, "arch": ARCH, "init_seed": int(init_seed), **options}
 
 
-def call_on_cnn(init_seed, arrays, function, inputs, array_kwargs=None, **kwargs):
-    """A job calling asgn3.image_gradients.<function>(*inputs, model, **kwargs) on the small CNN.
+def call_on_cnn(init_seed, arrays, function, inputs, array_kwargs=None, module=IMAGES, **kwargs):
+    """A job calling <module>.<function>(*inputs, model, **kwargs) on the small CNN (module: by default
+    asgn3.image_gradients).
 
     inputs: array names or plain values; array_kwargs: {keyword: array name}.
     """
     options = cnn_options(
         init_seed,
+        module=module,
         action="call",
         function=function,
         inputs=inputs,

@@ -39,6 +39,7 @@ def checks(rng):
             means,
             learning_rate=1e-2,
             num_iterations=8,
+            step="gd",  # the plain step shows the gradient's scale too (Adam, the default, hides it)
             **common,
         ),
         "deepdream": call_on_cnn(
