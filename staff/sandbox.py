@@ -65,6 +65,9 @@ JAIL_DIR = Path(__file__).resolve().parent
 JAIL_FILES = ("jail.py", "landlock.py", "seccomp.py", "procs.py")
 SYSTEM_DIRS = ("/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin")
 SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/localtime", "/dev/urandom", "/dev/random")
+# The run's own memory map (threadpoolctl finds the BLAS libraries there): /proc/self is resolved when
+# the run confines itself, so this is its own process only, never the grader's or another run's.
+OWN_PROC_FILES = ("/proc/self/maps",)
 DEVICE_FILES = ("/dev/null", "/dev/zero")
 
 
@@ -294,7 +297,7 @@ def _landlock_rules(read, write):
     return {
         "read": [*read, *SYSTEM_DIRS],
         "write": list(write),
-        "read_files": list(SYSTEM_FILES),
+        "read_files": [*SYSTEM_FILES, *OWN_PROC_FILES],
         "write_files": list(DEVICE_FILES),
     }
 

@@ -167,6 +167,8 @@ attempt("read master", lambda: open(MASTER).read())
 attempt("list checkout", lambda: os.listdir(CHECKOUT))
 attempt("read grader's files", lambda: open(GRADER_FILE).read())
 attempt("read /proc of others", lambda: open("/proc/1/environ").read())
+attempt("read the supervisor's memory map", lambda: open(f"/proc/{os.getppid()}/maps").read())
+found["own memory map lines"] = len(open("/proc/self/maps").readlines())  # allowed: threadpoolctl reads it
 attempt("write kit", lambda: open(os.path.join(kit, "x"), "w").write("x"))
 attempt("write /tmp", lambda: open("/tmp/asgn3-probe", "w").write("x"))
 attempt("write /var/tmp", lambda: open("/var/tmp/asgn3-probe", "w").write("x"))
@@ -240,6 +242,7 @@ def test_the_sandbox_keeps_its_guarantees_at_every_level(level, tmp_path):
     env = dict(found.pop("env"))
     assert not any(str(KIT_DIR) in value for value in env.values()), env
     assert set(env) == set(sandbox._environment("/tmp/job"))
+    assert found.pop("own memory map lines") > 10
     children = found.pop("children")
     assert 0 < children < 16
     uid_seen = found.pop("uid")
