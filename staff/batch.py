@@ -18,6 +18,7 @@ import csv
 import hashlib
 import logging
 import os
+import tempfile
 import time
 from contextlib import ExitStack
 from functools import cache
@@ -195,8 +196,10 @@ def _connect(stack, workers, scheduler):
     dask = _dask()
     if scheduler:
         return stack.enter_context(dask.Client(scheduler))
+    scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="asgn3-dask-"))  # removed at the end
     cluster = stack.enter_context(
         dask.LocalCluster(
+            local_directory=scratch,  # spill and lock files: no dask-scratch-space left in TMPDIR
             n_workers=workers,
             threads_per_worker=1,
             processes=True,
