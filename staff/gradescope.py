@@ -77,7 +77,10 @@ echo "==> A virtual environment in $VENV with the kit's requirements and the com
 "$VENV/bin/python" -m pip install --quiet -r "$SOURCE/kit/requirements.txt"
 (cd "$SOURCE/kit" && "$VENV/bin/python" -m pip install --quiet --no-build-isolation --no-deps -e .)
 "$VENV/bin/python" -c "import asgn3.im2col_cython"
-ln -sf "$VENV/bin/python" /usr/local/bin/python3  # run_autograder runs the python3 on PATH
+# run_autograder runs the python3 on PATH: a wrapper, as a symlink would not find the venv's pyvenv.cfg
+rm -f /usr/local/bin/python3  # (writing through an old link would overwrite the Python it points at)
+printf '#!/bin/sh\nexec %s "$@"\n' "$VENV/bin/python" > /usr/local/bin/python3
+chmod 755 /usr/local/bin/python3
 
 echo "==> Grading the reference once (the image is refused if it does not score full marks)"
 (cd "$SOURCE/kit" && /usr/local/bin/python3 -m staff.gradescope --self-test)

@@ -6,6 +6,7 @@ independent implementations written below (checked to be correct). Two more are 
 """
 
 import csv
+import html
 import importlib.util
 import re
 import zipfile
@@ -330,15 +331,13 @@ def test_untouched_stubs_are_in_no_pair(report, capsys):
 
 
 def test_html_shows_the_matching_lines_escaped(report):
-    _, page, paths = report
+    rows, page, paths = report
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
-    assert html_line(paths["reference"], "xw = (x.reshape(N * T, D) @ Wx).reshape(N, T, -1)") in page
-
-
-def html_line(path, code):
-    """How a line of a file appears in the report: its number and the escaped code."""
-    number = next(i for i, line in enumerate(path.read_text().splitlines(), 1) if line.strip() == code)
-    return f"{number:5d}  " + " " * (4) + code.replace(">", "&gt;")
+    first_range = rows[0]["matching_lines"].split(";")[0]  # e.g. asgn3/rnn_layers.py:57-59 ~ asgn3/...:60-62
+    side = first_range.split(" ~ ")[["copy", "reference"].index(rows[0]["a"]) ^ 1]
+    number = int(side.rsplit(":", 1)[1].split("-")[0])
+    line = paths["reference"].read_text().splitlines()[number - 1]
+    assert f"{number:5d}  {html.escape(line)}" in page
 
 
 def test_tokens_normalise_names_literals_and_comments():
@@ -364,16 +363,31 @@ def test_a_folder_that_is_not_there_is_a_clear_error(tmp_path, capsys):
     assert "not a folder" in capsys.readouterr().err
 
 
+def function_lines(text, name):
+    """The 1-based line numbers of a top-level function's definition in a source text."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines, 1) if line.startswith(f"def {name}("))
+    end = next(
+        (i for i, line in enumerate(lines, 1) if i > start and line.startswith("def ")), len(lines) + 1
+    )
+    return range(start, end)
+
+
 def test_copying_one_function_is_reported_with_its_lines(tmp_path):
     master = (KIT_DIR / RNN_LAYERS).read_text()
     (tmp_path / "class").mkdir()
     one = dict(INDEPENDENT_ONE, rnn_backward=reference_bodies(master)["rnn_backward"])
-    for name, bodies in (("honest", reference_bodies(master)), ("partial", one), ("other", INDEPENDENT_TWO)):
-        submission(tmp_path, name, with_regions(master, bodies))
-    submissions = similarity.read_submissions(tmp_path / "class")
-    pairs = similarity.similar_pairs(submissions)
-    first = pairs[0]
-    assert {first.a, first.b} == {"honest", "partial"}
-    lines = master.splitlines()
-    start = next(i for i, line in enumerate(lines, 1) if line.startswith("def rnn_backward("))
-    assert all(m.a.first > start and m.b.first > start for m in first.matches)
+    paths = {
+        name: submission(tmp_path, name, with_regions(master, bodies))
+        for name, bodies in (
+            ("honest", reference_bodies(master)),
+            ("partial", one),
+            ("other", INDEPENDENT_TWO),
+        )
+    }
+    first = similarity.similar_pairs(similarity.read_submissions(tmp_path / "class"))[0]
+    assert (first.a, first.b) == ("honest", "partial")  # pairs list their submissions in name order
+    copied = function_lines(paths["partial"].read_text(), "rnn_backward")
+    assert all(m.b.first in copied and m.b.last in copied for m in first.matches)  # only what was copied
+    original = function_lines(paths["honest"].read_text(), "rnn_backward")
+    assert any(m.a.first in original for m in first.matches)
