@@ -124,3 +124,9 @@ def resolve_classic_path(path):
     found = find(verbose=False)
     print(f"{path} does not exist: using the kit's {path.name} in {found}")
     return found
+
+
+# The ImageNet model of ImageNet_Gradients.ipynb: weights made by `python -m datasets.get_efficientnet_lite0`
+# (run by kit.sh setup; absent offline), and the committed class names.
+EFFICIENTNET_LITE0_WEIGHTS = DATASETS_DIR / "pretrained" / "efficientnet_lite0.npz"
+IMAGENET_CLASS_NAMES = DATASETS_DIR / "imagenet" / "class_names.txt"

@@ -524,3 +524,218 @@ def softmax_loss(x, y):
     dx[rows, y] -= 1
     dx /= N
     return loss, dx
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The layers of mobile networks (EfficientNet-Lite, MobileNet): depthwise and pointwise convolutions with
+# TensorFlow's "SAME" padding, and ReLU6. Vectorised: a loop over the k*k filter taps, never over pixels.
+# ---------------------------------------------------------------------------------------------------------
+
+
+def same_padding(size, kernel, stride):
+    """
+    TensorFlow's "SAME" padding of one spatial axis: the output has ceil(size / stride) entries.
+
+    Returns (before, after), the zeros added before the first and after the last entry; when the total
+    is odd (it can be on stride 2) the extra zero goes after (bottom/right).
+    """
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def pad_input(x, kernel, stride, pad):
+    """
+    Zero-pad images for a convolution: pad 'same' (TensorFlow's SAME, maybe asymmetric) or an int (symmetric).
+
+    Inputs:
+    - x: input of shape (N, C, H, W)
+    - kernel, stride: the convolution's filter side and stride
+    - pad: 'same' or an int >= 0
+
+    Returns a tuple of:
+    - x_padded: (N, C, H + top + bottom, W + left + right)
+    - pads: ((top, bottom), (left, right))
+    """
+    _require_ndim("x", x, 4, "(N, C, H, W)")
+    if isinstance(pad, str):
+        if pad.lower() != "same":
+            raise ValueError(f"conv_param 'pad' must be an int >= 0 or 'same', got {pad!r}")
+        pads = (same_padding(x.shape[2], kernel, stride), same_padding(x.shape[3], kernel, stride))
+    else:
+        if int(pad) < 0:
+            raise ValueError(f"conv_param 'pad' must be an int >= 0 or 'same', got {pad!r}")
+        pads = ((int(pad), int(pad)), (int(pad), int(pad)))
+    if pads == ((0, 0), (0, 0)):
+        return x, pads
+    return np.pad(x, ((0, 0), (0, 0), *pads)), pads
+
+
+def unpad(dx_padded, pads):
+    """The gradient of pad_input: the part of dx_padded (N, C, H', W') that lies on the original image."""
+    (top, bottom), (left, right) = pads
+    H, W = dx_padded.shape[2] - top - bottom, dx_padded.shape[3] - left - right
+    return dx_padded[:, :, top : top + H, left : left + W]
+
+
+def _tap(x_padded, i, j, stride, H_out, W_out):
+    """The strided view of x_padded that filter tap (i, j) multiplies: (N, C, H_out, W_out)."""
+    return x_padded[
+        :, :, i : i + stride * (H_out - 1) + 1 : stride, j : j + stride * (W_out - 1) + 1 : stride
+    ]
+
+
+def depthwise_conv_forward(x, w, b, conv_param):
+    """
+    Compute the forward pass of a depthwise convolution: each channel is convolved with its own filter.
+
+    out[n, c] = sum over the k x k taps (i, j) of w[c, 0, i, j] * x_padded[n, c, s*h + i, s*w + j] + b[c].
+
+    Inputs:
+    - x: input of shape (N, C, H, W)
+    - w: filters of shape (C, 1, k, k), one per channel
+    - b: biases of shape (C,)
+    - conv_param: dictionary with 'stride' (int >= 1) and 'pad': an int (zeros on every side) or 'same'
+      (TensorFlow's SAME: the output is ceil(H / stride) x ceil(W / stride), extra zero bottom/right)
+
+    Returns a tuple of:
+    - out: output of shape (N, C, H', W')
+    - cache: (x_padded, w, pads, stride)
+    """
+    _require_ndim("x", x, 4, "(N, C, H, W)")
+    C = x.shape[1]
+    if np.shape(w)[:2] != (C, 1) or np.ndim(w) != 4 or w.shape[2] != w.shape[3]:
+        raise ValueError(
+            f"expected w of shape (C, 1, k, k) with C={C} to match x {x.shape}, got {np.shape(w)}"
+        )
+    if np.shape(b) != (C,):
+        raise ValueError(f"expected b of shape (C,) = ({C},) to match x {x.shape}, got {np.shape(b)}")
+    stride, k = int(conv_param.get("stride", 1)), w.shape[2]
+    if stride < 1:
+        raise ValueError(f"expected stride >= 1, got {stride}")
+    x_padded, pads = pad_input(x, k, stride, conv_param.get("pad", 0))
+    H_out = (x_padded.shape[2] - k) // stride + 1
+    W_out = (x_padded.shape[3] - k) // stride + 1
+    if H_out < 1 or W_out < 1:
+        raise ValueError(f"a {k}x{k} filter does not fit in x {x.shape} padded by {pads}")
+    dtype = np.result_type(x, w)
+    out = np.empty((x.shape[0], C, H_out, W_out), dtype)
+    out[...] = b.reshape(1, C, 1, 1)
+    product = np.empty_like(out)
+    for i in range(k):
+        for j in range(k):
+            np.multiply(
+                _tap(x_padded, i, j, stride, H_out, W_out), w[:, 0, i, j].reshape(1, C, 1, 1), out=product
+            )
+            out += product
+    return out, (x_padded, w, pads, stride)
+
+
+def depthwise_conv_backward(dout, cache):
+    """
+    Compute the backward pass of a depthwise convolution.
+
+    Inputs:
+    - dout: upstream derivatives, of shape (N, C, H', W')
+    - cache: (x_padded, w, pads, stride) as returned by depthwise_conv_forward
+
+    Returns a tuple of:
+    - dx: gradient with respect to x, of shape (N, C, H, W)
+    - dw: gradient with respect to w, of shape (C, 1, k, k)
+    - db: gradient with respect to b, of shape (C,)
+    """
+    x_padded, w, pads, stride = cache
+    N, C, H_out, W_out = dout.shape
+    k = w.shape[2]
+    dx_padded = np.zeros(x_padded.shape, np.result_type(dout, w))
+    dw = np.empty(w.shape, np.result_type(dout, x_padded))
+    for i in range(k):
+        for j in range(k):
+            tap = _tap(x_padded, i, j, stride, H_out, W_out)
+            # each tap is a scaled copy of the input, so its gradients are a product and a sum
+            dw[:, 0, i, j] = np.einsum("nchw,nchw->c", dout, tap)
+            _tap(dx_padded, i, j, stride, H_out, W_out)[...] += dout * w[:, 0, i, j].reshape(1, C, 1, 1)
+    db = dout.sum(axis=(0, 2, 3))
+    return unpad(dx_padded, pads), dw, db
+
+
+def pointwise_conv_forward(x, w, b):
+    """
+    Compute the forward pass of a 1x1 convolution, a matrix product over the channels at every pixel.
+
+    Inputs:
+    - x: input of shape (N, C, H, W)
+    - w: filters of shape (F, C, 1, 1)
+    - b: biases of shape (F,)
+
+    Returns a tuple of:
+    - out: output of shape (N, F, H, W), out[n, :, h, w] = w[:, :, 0, 0] @ x[n, :, h, w] + b
+    - cache: (x, w)
+    """
+    _require_ndim("x", x, 4, "(N, C, H, W)")
+    N, C, H, W = x.shape
+    if np.ndim(w) != 4 or w.shape[1:] != (C, 1, 1):
+        raise ValueError(
+            f"expected w of shape (F, C, 1, 1) with C={C} to match x {x.shape}, got {np.shape(w)}"
+        )
+    F = w.shape[0]
+    if np.shape(b) != (F,):
+        raise ValueError(f"expected b of shape (F,) = ({F},) to match w {w.shape}, got {np.shape(b)}")
+    out = np.matmul(w.reshape(F, C), x.reshape(N, C, H * W)) + b.reshape(1, F, 1)
+    return out.reshape(N, F, H, W), (x, w)
+
+
+def pointwise_conv_backward(dout, cache):
+    """
+    Compute the backward pass of a 1x1 convolution.
+
+    Inputs:
+    - dout: upstream derivatives, of shape (N, F, H, W)
+    - cache: (x, w) as returned by pointwise_conv_forward
+
+    Returns a tuple of:
+    - dx: gradient with respect to x, of shape (N, C, H, W)
+    - dw: gradient with respect to w, of shape (F, C, 1, 1)
+    - db: gradient with respect to b, of shape (F,)
+    """
+    x, w = cache
+    N, C, H, W = x.shape
+    F = w.shape[0]
+    dout_flat = dout.reshape(N, F, H * W)
+    dx = np.matmul(w.reshape(F, C).T, dout_flat).reshape(x.shape)
+    dw = np.matmul(dout_flat, x.reshape(N, C, H * W).transpose(0, 2, 1)).sum(axis=0).reshape(w.shape)
+    db = dout_flat.sum(axis=(0, 2))
+    return dx, dw, db
+
+
+def relu6_forward(x):
+    """
+    Compute the forward pass of ReLU6, out = min(max(0, x), 6).
+
+    Inputs:
+    - x: input of any shape
+
+    Returns a tuple of:
+    - out: output of the same shape as x
+    - cache: x
+    """
+    return np.clip(x, 0, 6), x
+
+
+def relu6_backward(dout, cache, guided=False):
+    """
+    Compute the backward pass of ReLU6.
+
+    Inputs:
+    - dout: upstream derivative, of any shape
+    - cache: the input x, of the same shape as dout
+    - guided: guided backpropagation: also zero the entries where dout is negative
+
+    Returns:
+    - dx: gradient with respect to x (the upstream derivative where 0 < x < 6, zero elsewhere)
+    """
+    x = cache
+    passes = (x > 0) & (x < 6)
+    if guided:
+        passes &= dout > 0
+    return dout * passes
