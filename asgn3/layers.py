@@ -544,28 +544,39 @@ def same_padding(size, kernel, stride):
     return total // 2, total - total // 2
 
 
+def padding_of(x_shape, kernel, stride, pad):
+    """
+    The zeros a convolution adds around images of shape x_shape (N, C, H, W).
+
+    Inputs:
+    - kernel, stride: the convolution's filter side and stride
+    - pad: 'same' (TensorFlow's SAME, maybe asymmetric) or an int >= 0 (the same on every side)
+
+    Returns ((top, bottom), (left, right)).
+    """
+    if isinstance(pad, str):
+        if pad.lower() != "same":
+            raise ValueError(f"conv_param 'pad' must be an int >= 0 or 'same', got {pad!r}")
+        return same_padding(x_shape[2], kernel, stride), same_padding(x_shape[3], kernel, stride)
+    if int(pad) < 0:
+        raise ValueError(f"conv_param 'pad' must be an int >= 0 or 'same', got {pad!r}")
+    return (int(pad), int(pad)), (int(pad), int(pad))
+
+
 def pad_input(x, kernel, stride, pad):
     """
     Zero-pad images for a convolution: pad 'same' (TensorFlow's SAME, maybe asymmetric) or an int (symmetric).
 
     Inputs:
     - x: input of shape (N, C, H, W)
-    - kernel, stride: the convolution's filter side and stride
-    - pad: 'same' or an int >= 0
+    - kernel, stride, pad: as in padding_of
 
     Returns a tuple of:
     - x_padded: (N, C, H + top + bottom, W + left + right)
     - pads: ((top, bottom), (left, right))
     """
     _require_ndim("x", x, 4, "(N, C, H, W)")
-    if isinstance(pad, str):
-        if pad.lower() != "same":
-            raise ValueError(f"conv_param 'pad' must be an int >= 0 or 'same', got {pad!r}")
-        pads = (same_padding(x.shape[2], kernel, stride), same_padding(x.shape[3], kernel, stride))
-    else:
-        if int(pad) < 0:
-            raise ValueError(f"conv_param 'pad' must be an int >= 0 or 'same', got {pad!r}")
-        pads = ((int(pad), int(pad)), (int(pad), int(pad)))
+    pads = padding_of(x.shape, kernel, stride, pad)
     if pads == ((0, 0), (0, 0)):
         return x, pads
     return np.pad(x, ((0, 0), (0, 0), *pads)), pads
@@ -578,11 +589,20 @@ def unpad(dx_padded, pads):
     return dx_padded[:, :, top : top + H, left : left + W]
 
 
+# The depthwise and pointwise convolutions compute on channels-last memory (N, H, W, C), where a channel's
+# weight broadcasts along contiguous memory and a 1x1 convolution is one matrix product (N*H*W, C) @ (C, F).
+# They take and return (N, C, H, W) arrays like every layer: what they return is a transposed view of that
+# memory, and the next such layer reads it without a copy.
+
+
+def _channels_last(x):
+    """(N, C, H, W) -> (N, H, W, C), C-contiguous (no copy when x is already a view of such memory)."""
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+
+
 def _tap(x_padded, i, j, stride, H_out, W_out):
-    """The strided view of x_padded that filter tap (i, j) multiplies: (N, C, H_out, W_out)."""
-    return x_padded[
-        :, :, i : i + stride * (H_out - 1) + 1 : stride, j : j + stride * (W_out - 1) + 1 : stride
-    ]
+    """The strided view (N, H_out, W_out, C) of channels-last x_padded that filter tap (i, j) multiplies."""
+    return x_padded[:, i : i + stride * (H_out - 1) + 1 : stride, j : j + stride * (W_out - 1) + 1 : stride]
 
 
 def depthwise_conv_forward(x, w, b, conv_param):
@@ -599,12 +619,12 @@ def depthwise_conv_forward(x, w, b, conv_param):
       (TensorFlow's SAME: the output is ceil(H / stride) x ceil(W / stride), extra zero bottom/right)
 
     Returns a tuple of:
-    - out: output of shape (N, C, H', W')
-    - cache: (x_padded, w, pads, stride)
+    - out: output of shape (N, C, H', W') (a view of channels-last memory)
+    - cache: (x_padded, w, pads, stride), x_padded channels-last (N, H + top + bottom, W + left + right, C)
     """
     _require_ndim("x", x, 4, "(N, C, H, W)")
-    C = x.shape[1]
-    if np.shape(w)[:2] != (C, 1) or np.ndim(w) != 4 or w.shape[2] != w.shape[3]:
+    N, C, H, W = x.shape
+    if np.ndim(w) != 4 or np.shape(w)[:2] != (C, 1) or w.shape[2] != w.shape[3]:
         raise ValueError(
             f"expected w of shape (C, 1, k, k) with C={C} to match x {x.shape}, got {np.shape(w)}"
         )
@@ -613,31 +633,30 @@ def depthwise_conv_forward(x, w, b, conv_param):
     stride, k = int(conv_param.get("stride", 1)), w.shape[2]
     if stride < 1:
         raise ValueError(f"expected stride >= 1, got {stride}")
-    x_padded, pads = pad_input(x, k, stride, conv_param.get("pad", 0))
-    H_out = (x_padded.shape[2] - k) // stride + 1
-    W_out = (x_padded.shape[3] - k) // stride + 1
+    (top, bottom), (left, right) = pads = padding_of(x.shape, k, stride, conv_param.get("pad", 0))
+    H_out, W_out = (H + top + bottom - k) // stride + 1, (W + left + right - k) // stride + 1
     if H_out < 1 or W_out < 1:
         raise ValueError(f"a {k}x{k} filter does not fit in x {x.shape} padded by {pads}")
-    dtype = np.result_type(x, w)
-    out = np.empty((x.shape[0], C, H_out, W_out), dtype)
-    out[...] = b.reshape(1, C, 1, 1)
+    dtype = np.result_type(x, w, b)
+    x_padded = np.zeros((N, H + top + bottom, W + left + right, C), dtype)
+    x_padded[:, top : top + H, left : left + W] = x.transpose(0, 2, 3, 1)
+    out = np.empty((N, H_out, W_out, C), dtype)
+    out[...] = b
     product = np.empty_like(out)
     for i in range(k):
         for j in range(k):
-            np.multiply(
-                _tap(x_padded, i, j, stride, H_out, W_out), w[:, 0, i, j].reshape(1, C, 1, 1), out=product
-            )
-            out += product
-    return out, (x_padded, w, pads, stride)
+            out += np.multiply(_tap(x_padded, i, j, stride, H_out, W_out), w[:, 0, i, j], out=product)
+    return out.transpose(0, 3, 1, 2), (x_padded, w, pads, stride)
 
 
-def depthwise_conv_backward(dout, cache):
+def depthwise_conv_backward(dout, cache, param_grads=True):
     """
     Compute the backward pass of a depthwise convolution.
 
     Inputs:
     - dout: upstream derivatives, of shape (N, C, H', W')
     - cache: (x_padded, w, pads, stride) as returned by depthwise_conv_forward
+    - param_grads: False skips dw and db (returned as None), for gradients with respect to the input only
 
     Returns a tuple of:
     - dx: gradient with respect to x, of shape (N, C, H, W)
@@ -645,18 +664,21 @@ def depthwise_conv_backward(dout, cache):
     - db: gradient with respect to b, of shape (C,)
     """
     x_padded, w, pads, stride = cache
-    N, C, H_out, W_out = dout.shape
+    dout = _channels_last(dout)
+    N, H_out, W_out, C = dout.shape
     k = w.shape[2]
     dx_padded = np.zeros(x_padded.shape, np.result_type(dout, w))
-    dw = np.empty(w.shape, np.result_type(dout, x_padded))
+    dw = np.empty(w.shape, np.result_type(dout, x_padded)) if param_grads else None
     for i in range(k):
         for j in range(k):
-            tap = _tap(x_padded, i, j, stride, H_out, W_out)
-            # each tap is a scaled copy of the input, so its gradients are a product and a sum
-            dw[:, 0, i, j] = np.einsum("nchw,nchw->c", dout, tap)
-            _tap(dx_padded, i, j, stride, H_out, W_out)[...] += dout * w[:, 0, i, j].reshape(1, C, 1, 1)
-    db = dout.sum(axis=(0, 2, 3))
-    return unpad(dx_padded, pads), dw, db
+            # every tap adds a scaled copy of the input to the output: its gradients are a product and a sum
+            _tap(dx_padded, i, j, stride, H_out, W_out)[...] += dout * w[:, 0, i, j]
+            if param_grads:
+                dw[:, 0, i, j] = np.einsum("nhwc,nhwc->c", dout, _tap(x_padded, i, j, stride, H_out, W_out))
+    db = dout.sum(axis=(0, 1, 2)) if param_grads else None
+    (top, bottom), (left, right) = pads
+    H, W = x_padded.shape[1] - top - bottom, x_padded.shape[2] - left - right
+    return dx_padded[:, top : top + H, left : left + W].transpose(0, 3, 1, 2), dw, db
 
 
 def pointwise_conv_forward(x, w, b):
@@ -669,8 +691,9 @@ def pointwise_conv_forward(x, w, b):
     - b: biases of shape (F,)
 
     Returns a tuple of:
-    - out: output of shape (N, F, H, W), out[n, :, h, w] = w[:, :, 0, 0] @ x[n, :, h, w] + b
-    - cache: (x, w)
+    - out: output of shape (N, F, H, W) (a view of channels-last memory),
+      out[n, :, h, w] = w[:, :, 0, 0] @ x[n, :, h, w] + b
+    - cache: (x_rows, x shape, w), x_rows the channels-last input as a matrix (N*H*W, C)
     """
     _require_ndim("x", x, 4, "(N, C, H, W)")
     N, C, H, W = x.shape
@@ -681,31 +704,33 @@ def pointwise_conv_forward(x, w, b):
     F = w.shape[0]
     if np.shape(b) != (F,):
         raise ValueError(f"expected b of shape (F,) = ({F},) to match w {w.shape}, got {np.shape(b)}")
-    out = np.matmul(w.reshape(F, C), x.reshape(N, C, H * W)) + b.reshape(1, F, 1)
-    return out.reshape(N, F, H, W), (x, w)
+    x_rows = _channels_last(x).reshape(N * H * W, C)
+    out = x_rows @ w.reshape(F, C).T
+    out += b
+    return out.reshape(N, H, W, F).transpose(0, 3, 1, 2), (x_rows, x.shape, w)
 
 
-def pointwise_conv_backward(dout, cache):
+def pointwise_conv_backward(dout, cache, param_grads=True):
     """
     Compute the backward pass of a 1x1 convolution.
 
     Inputs:
     - dout: upstream derivatives, of shape (N, F, H, W)
-    - cache: (x, w) as returned by pointwise_conv_forward
+    - cache: (x_rows, x shape, w) as returned by pointwise_conv_forward
+    - param_grads: False skips dw and db (returned as None), for gradients with respect to the input only
 
     Returns a tuple of:
     - dx: gradient with respect to x, of shape (N, C, H, W)
     - dw: gradient with respect to w, of shape (F, C, 1, 1)
     - db: gradient with respect to b, of shape (F,)
     """
-    x, w = cache
-    N, C, H, W = x.shape
+    x_rows, (N, C, H, W), w = cache
     F = w.shape[0]
-    dout_flat = dout.reshape(N, F, H * W)
-    dx = np.matmul(w.reshape(F, C).T, dout_flat).reshape(x.shape)
-    dw = np.matmul(dout_flat, x.reshape(N, C, H * W).transpose(0, 2, 1)).sum(axis=0).reshape(w.shape)
-    db = dout_flat.sum(axis=(0, 2))
-    return dx, dw, db
+    dout_rows = _channels_last(dout).reshape(N * H * W, F)
+    dx = (dout_rows @ w.reshape(F, C)).reshape(N, H, W, C).transpose(0, 3, 1, 2)
+    if not param_grads:
+        return dx, None, None
+    return dx, (dout_rows.T @ x_rows).reshape(w.shape), dout_rows.sum(axis=0)
 
 
 def relu6_forward(x):

@@ -168,6 +168,11 @@ class EfficientNetLite0:
     """
     EfficientNet-Lite0 with the PretrainedCNN interface: forward over a range of layers, backward to the
     input, loss. Parameters (batch norms folded in) live in self.params; the class names in class_names.
+
+    The weights are pretrained and stay fixed, so by default backward computes only the gradient with
+    respect to the input, which is all that image gradients need (the parameters' gradients would double
+    the cost of a backward pass): set the attribute param_grads to True to get them too. loss(X, y) always
+    computes them.
     """
 
     def __init__(self, weights_file=None, dtype=np.float32):
@@ -191,6 +196,7 @@ class EfficientNetLite0:
         self.input_size = INPUT_SIZE
         self.num_layers = NUM_LAYERS
         self.blocks = BLOCKS
+        self.param_grads = False
 
     # -- images in and out ----------------------------------------------------------------------------------
 
@@ -256,6 +262,7 @@ class EfficientNetLite0:
 
     def _stem_backward(self, dout, cache, guided):
         pads, conv_cache, relu_cache = cache
+        # the stem's dw and db cost little next to its dx (col2im), so they are always computed
         dx_padded, dw, db = conv_backward_fast(relu6_backward(dout, relu_cache, guided=guided), conv_cache)
         return unpad(dx_padded, pads), {"stem_w": dw, "stem_b": db}
 
@@ -278,18 +285,18 @@ class EfficientNetLite0:
         return h, caches
 
     def _block_backward(self, dout, caches, i, guided):
-        grads = {}
+        grads, wanted = {}, self.param_grads
         dh, grads[f"block{i}_project_w"], grads[f"block{i}_project_b"] = pointwise_conv_backward(
-            dout, caches["project"]
+            dout, caches["project"], wanted
         )
         dh = relu6_backward(dh, caches["depthwise_relu"], guided=guided)
         dh, grads[f"block{i}_depthwise_w"], grads[f"block{i}_depthwise_b"] = depthwise_conv_backward(
-            dh, caches["depthwise"]
+            dh, caches["depthwise"], wanted
         )
         if "expand" in caches:
             dh = relu6_backward(dh, caches["expand_relu"], guided=guided)
             dh, grads[f"block{i}_expand_w"], grads[f"block{i}_expand_b"] = pointwise_conv_backward(
-                dh, caches["expand"]
+                dh, caches["expand"], wanted
             )
         if BLOCKS[i]["residual"]:
             dh = dh + dout
@@ -302,7 +309,8 @@ class EfficientNetLite0:
 
     def _head_backward(self, dout, cache, guided):
         conv_cache, relu_cache = cache
-        dx, dw, db = pointwise_conv_backward(relu6_backward(dout, relu_cache, guided=guided), conv_cache)
+        dout = relu6_backward(dout, relu_cache, guided=guided)
+        dx, dw, db = pointwise_conv_backward(dout, conv_cache, self.param_grads)
         return dx, {"head_w": dw, "head_b": db}
 
     def _scores_forward(self, x):
@@ -365,7 +373,8 @@ class EfficientNetLite0:
 
         Returns a tuple of:
         - dX: gradient with respect to the forward's input X, shaped like X.
-        - grads: dict of gradients of the (folded) parameters of the layers start..end only.
+        - grads: dict of gradients of the (folded) parameters of the layers start..end only; empty unless
+          the attribute param_grads is True.
         """
         start, end, caches = cache
         grads = {}
@@ -380,6 +389,8 @@ class EfficientNetLite0:
             else:
                 dout, layer_grads = self._scores_backward(dout, layer_cache)
             grads.update(layer_grads)
+        if not self.param_grads:
+            grads = {}
         return dout, grads
 
     def loss(self, X, y=None):
@@ -397,5 +408,9 @@ class EfficientNetLite0:
         if y is None:
             return scores
         loss, dscores = softmax_loss(scores, y)
-        _, grads = self.backward(dscores, cache)
+        param_grads, self.param_grads = self.param_grads, True
+        try:
+            _, grads = self.backward(dscores, cache)
+        finally:
+            self.param_grads = param_grads
         return loss, grads
