@@ -103,7 +103,8 @@ def main(argv=None):
     )
     seconds = time.perf_counter() - start
     print(
-        f"{args.steps} class-visualization steps at 224x224: {seconds:.1f} s ({seconds / args.steps * 1e3:.0f} ms/step)"
+        f"{args.steps} class-visualization steps at 224x224: {seconds:.1f} s "
+        f"({seconds / args.steps * 1e3:.0f} ms a step)"
     )
 
 
