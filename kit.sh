@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The kit's two commands (see README.md):
-#   bash kit.sh run    set everything up, then execute the four notebooks into output/
+#   bash kit.sh run    set everything up, then execute the notebooks into output/
 #                      (extra arguments go to tools/run_notebooks.py, e.g. --figures or RNN_Captioning)
 #   bash kit.sh test   set everything up, then lint and run the whole test suite
 # `bash kit.sh setup` does only the set-up: a virtual environment in .venv, the requirements, the
@@ -48,7 +48,7 @@ setup() {
 }
 
 run_notebooks() {
-  say "Executing the four notebooks"
+  say "Executing the notebooks"
   "$PY" tools/run_notebooks.py --out output "$@"
 }
 

