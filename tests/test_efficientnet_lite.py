@@ -293,6 +293,18 @@ def test_loss_gradients_of_the_parameters_match_numeric_ones(random_weights):
         assert max(errors) < 1e-6, key
 
 
+def test_reinitialize_layer_replaces_that_layer_only(random_weights):
+    model = EfficientNetLite0(random_weights)
+    before = {key: value.copy() for key, value in model.params.items()}
+    model.reinitialize_layer(4, seed=0)
+    changed = sorted(key for key in before if not np.array_equal(before[key], model.params[key]))
+    assert changed == [f"block3_{conv}_{p}" for conv in ("depthwise", "expand", "project") for p in "bw"]
+    assert not model.params["block3_expand_b"].any()
+    w = model.params["block3_expand_w"]
+    assert w.dtype == np.float32 and abs(w.std() - np.sqrt(2.0 / 24)) < 0.02  # He: fan-in 24 channels
+    assert model.layer_keys(18) == ["fc_w", "fc_b"] and model.layer_keys(0) == ["stem_w", "stem_b"]
+
+
 def test_preprocess_and_deprocess_are_inverse(random_weights):
     model = EfficientNetLite0(random_weights)
     img = read_image(PHOTOS_DIR / "kitten.jpg")

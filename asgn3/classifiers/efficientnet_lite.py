@@ -232,6 +232,42 @@ class EfficientNetLite0:
         best = np.argsort(-probs)[:k]
         return [(int(c), self.class_names[c], float(probs[c])) for c in best]
 
+    def layer_keys(self, layer):
+        """The keys of self.params that belong to layer `layer` (0 the stem, ..., 18 the scores)."""
+        self._check_range(layer, layer)
+        prefix = (
+            "stem_"
+            if layer == 0
+            else "head_"
+            if layer == HEAD_LAYER
+            else "fc_"
+            if layer == SCORES_LAYER
+            else ""
+        )
+        prefix = prefix or f"block{layer - 1}_"
+        return [key for key in self.params if key.startswith(prefix)]
+
+    def reinitialize_layer(self, layer, seed=None):
+        """
+        Give one layer the weights of a freshly initialised network (for the sanity checks of
+        asgn3/attribution.py): He-initialised filters and affine weights, zero biases, and batch norms of a
+        fresh network (gamma 1, beta 0, mean 0, variance 1) folded in.
+
+        Inputs:
+        - layer: layer index in 0..18.
+        - seed: seed of the random weights.
+        """
+        rng = np.random.default_rng(seed)
+        for key in self.layer_keys(layer):
+            shape = self.params[key].shape
+            if key.endswith("_b"):
+                value = np.zeros(shape)
+            elif key == "fc_w":  # (in, out)
+                value = rng.standard_normal(shape) * np.sqrt(2.0 / shape[0])
+            else:  # filters (F, C, k, k), a fresh batch norm folded in
+                value = rng.standard_normal(shape) * np.sqrt(2.0 / np.prod(shape[1:])) / np.sqrt(1 + BN_EPS)
+            self.params[key] = value.astype(self.dtype)
+
     # -- layers ---------------------------------------------------------------------------------------------
 
     def _check_range(self, start, end):
