@@ -4,6 +4,7 @@ of 8; the ratio to torch running the same network (built here from the same fold
 is importable; then the wall time of 200 class-visualization steps.
 
     python bench/imagenet.py                      # about a minute on two idle cores
+    OPENBLAS_NUM_THREADS=1 python bench/imagenet.py --clock cpu --torch-threads 1   # on a busy machine
     PYTHONPATH=/work/venv-bench/lib/python3.11/site-packages python bench/imagenet.py   # with torch
 
 Needs the weights (`python -m datasets.get_efficientnet_lite0`). Every time is a median over --repeats runs.
@@ -15,7 +16,7 @@ import functools
 import time
 
 import numpy as np
-from common import machine_line, median_seconds, try_import_torch
+from common import machine_line, median_seconds, set_clock, try_import_torch
 
 from asgn3.classifiers.efficientnet_lite import BLOCKS, EfficientNetLite0
 from asgn3.image_gradients import create_class_visualization
@@ -75,13 +76,25 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per figure (default 5)")
     parser.add_argument("--steps", type=int, default=200, help="class-visualization steps (default 200)")
+    parser.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="wall time, or the process's CPU time (with one BLAS thread: one core's time, which a busy "
+        "machine disturbs much less)",
+    )
+    parser.add_argument("--torch-threads", type=int, default=None, help="torch's threads (default: its own)")
     args = parser.parse_args(argv)
-    print(machine_line())
+    set_clock(args.clock)
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    print(machine_line(), f"| clock: {args.clock}")
     model = EfficientNetLite0()
     torch = try_import_torch()
     if torch is None:
         print("torch is not importable: no ratios (see the module docstring)")
     else:
+        if args.torch_threads:
+            torch.set_num_threads(args.torch_threads)
         print(f"torch {torch.__version__} with {torch.get_num_threads()} threads")
     rng = np.random.default_rng(0)
     for batch in (1, 8):
@@ -97,11 +110,11 @@ def main(argv=None):
                 f"(scores differ by {difference:.1e})"
             )
         print(line, flush=True)
-    start = time.perf_counter()
+    start = clock()
     create_class_visualization(
         963, model, learning_rate=1.0, l2_reg=1e-3, num_iterations=args.steps, show_every=0, verbose=False
     )
-    seconds = time.perf_counter() - start
+    seconds = clock() - start
     print(
         f"{args.steps} class-visualization steps at 224x224: {seconds:.1f} s "
         f"({seconds / args.steps * 1e3:.0f} ms a step)"

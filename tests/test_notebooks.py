@@ -131,6 +131,18 @@ def test_notebook_runs_and_its_checks_pass(name, tmp_path):
         assert len(figures) >= 3, f"{name}: expected several figures, got {len(figures)}"
 
 
+def test_imagenet_notebook_skips_its_parts_without_the_weights(tmp_path):
+    absent = tmp_path / "absent.npz"
+    nb, _, error = runner.execute_notebook(
+        KIT_DIR / "ImageNet_Gradients.ipynb", params={"WEIGHTS_FILE": str(absent)}, cwd=tmp_path
+    )
+    assert error is None, f"ImageNet_Gradients raised an error without the weights:\n{error}"
+    printed = runner.printed_text(nb)
+    assert f"the EfficientNet-Lite0 weights ({absent}) are absent" in printed
+    assert printed.count("skipped, the ImageNet weights are absent") == 6  # every part says so
+    assert parse_checks(printed) == []
+
+
 def _tiny_notebook(path, sources, parameters=None):
     nb = nbformat.v4.new_notebook()
     if parameters is not None:
