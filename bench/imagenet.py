@@ -1,7 +1,7 @@
 """Benchmark of EfficientNet-Lite0 (asgn3/classifiers/efficientnet_lite.py) as the ImageNet notebook uses it:
 forward to the scores, and forward plus backward to the image, at 224x224 in float32 for a batch of 1 and
 of 8; the ratio to torch running the same network (built here from the same folded parameters) when torch
-is importable; then the wall time of 200 class-visualization steps.
+is importable; then the time of 200 class-visualization steps (the notebook's parameters).
 
     python bench/imagenet.py                      # about a minute on two idle cores
     OPENBLAS_NUM_THREADS=1 python bench/imagenet.py --clock cpu --torch-threads 1   # on a busy machine
@@ -112,7 +112,7 @@ def main(argv=None):
         print(line, flush=True)
     start = clock()
     create_class_visualization(
-        963, model, learning_rate=1.0, l2_reg=1e-3, num_iterations=args.steps, show_every=0, verbose=False
+        130, model, learning_rate=3.0, l2_reg=1e-2, num_iterations=args.steps, show_every=0, verbose=False
     )
     seconds = clock() - start
     print(
