@@ -8,7 +8,8 @@ is importable; then the time of 200 class-visualization steps (the notebook's pa
     PYTHONPATH=/work/venv-bench/lib/python3.11/site-packages python bench/imagenet.py   # with torch
 
 Needs the weights (`python -m datasets.get_efficientnet_lite0`). Every time is a median over --repeats runs.
-Both sides compute the same things: the scores, then the gradients of the input and of every parameter.
+Both sides compute the same things: the scores, then the gradient of the input (what image gradients need),
+or of the input and every parameter.
 """
 
 import argparse
@@ -29,10 +30,10 @@ def forward_backward(model, X):
     return model.backward(np.ones_like(scores), cache)
 
 
-def torch_network(torch, params):
+def torch_network(torch, params, param_grads):
     """A function X -> scores running EfficientNet-Lite0 in torch on the same (folded) parameters."""
     F = torch.nn.functional
-    p = {key: torch.from_numpy(value.copy()).requires_grad_(True) for key, value in params.items()}
+    p = {key: torch.from_numpy(value.copy()).requires_grad_(param_grads) for key, value in params.items()}
 
     def same_conv(x, w, b, stride, groups=1):
         k = w.shape[2]
@@ -56,8 +57,12 @@ def torch_network(torch, params):
 
 
 def torch_times(torch, model, X, repeats):
-    """(forward, forward+backward) median seconds of the torch network, and its largest score difference."""
-    network, params = torch_network(torch, model.params)
+    """(forward, forward+backward) median seconds of the torch network, and its largest score difference.
+
+    The backward computes what the model's does: the input's gradient, and the parameters' when
+    model.param_grads is set.
+    """
+    network, params = torch_network(torch, model.params, model.param_grads)
     tX = torch.from_numpy(X).requires_grad_(True)
 
     def both():
@@ -97,11 +102,16 @@ def main(argv=None):
             torch.set_num_threads(args.torch_threads)
         print(f"torch {torch.__version__} with {torch.get_num_threads()} threads")
     rng = np.random.default_rng(0)
-    for batch in (1, 8):
+    for batch, param_grads in ((1, False), (1, True), (8, False), (8, True)):
+        model.param_grads = param_grads
         X = rng.standard_normal((batch, 3, 224, 224)).astype(np.float32)
         t_forward = median_seconds(functools.partial(model.forward, X), repeats=args.repeats)
         t_both = median_seconds(functools.partial(forward_backward, model, X), repeats=args.repeats)
-        line = f"batch {batch}: forward {t_forward * 1e3:7.1f} ms, forward+backward {t_both * 1e3:7.1f} ms"
+        what = "input and parameters" if param_grads else "input only"
+        line = (
+            f"batch {batch}, gradients of the {what:20s}: forward {t_forward * 1e3:6.1f} ms, "
+            f"forward+backward {t_both * 1e3:6.1f} ms"
+        )
         if torch is not None:
             tt_forward, tt_both, difference = torch_times(torch, model, X, args.repeats)
             line += (
@@ -110,6 +120,7 @@ def main(argv=None):
                 f"(scores differ by {difference:.1e})"
             )
         print(line, flush=True)
+    model.param_grads = False
     start = clock()
     create_class_visualization(
         130, model, learning_rate=3.0, l2_reg=1e-2, num_iterations=args.steps, show_every=0, verbose=False
