@@ -669,10 +669,11 @@ def depthwise_conv_backward(dout, cache, param_grads=True):
     k = w.shape[2]
     dx_padded = np.zeros(x_padded.shape, np.result_type(dout, w))
     dw = np.empty(w.shape, np.result_type(dout, x_padded)) if param_grads else None
+    product = np.empty(dout.shape, dx_padded.dtype)
     for i in range(k):
         for j in range(k):
             # every tap adds a scaled copy of the input to the output: its gradients are a product and a sum
-            _tap(dx_padded, i, j, stride, H_out, W_out)[...] += dout * w[:, 0, i, j]
+            _tap(dx_padded, i, j, stride, H_out, W_out)[...] += np.multiply(dout, w[:, 0, i, j], out=product)
             if param_grads:
                 dw[:, 0, i, j] = np.einsum("nhwc,nhwc->c", dout, _tap(x_padded, i, j, stride, H_out, W_out))
     db = dout.sum(axis=(0, 1, 2)) if param_grads else None
