@@ -166,7 +166,14 @@ def _read_zip(path):
         prefix = pickles[0][: -len("data.pkl")]
         state = _unpickle(io.BytesIO(archive.read(pickles[0])), storages)
         for key, storage in storages.items():
-            raw = archive.read(f"{prefix}data/{key}")
+            try:
+                raw = archive.read(f"{prefix}data/{key}")
+            except KeyError:
+                raise ValueError(
+                    f"{path}: storage {key} is missing from the archive (a truncated file?)"
+                ) from None
+            if len(raw) < storage.numel * storage.dtype.itemsize:
+                raise ValueError(f"{path}: storage {key} is shorter than its {storage.numel} elements")
             storage.data = np.frombuffer(raw, dtype=storage.dtype.newbyteorder("<"))[: storage.numel]
     return state
 

@@ -407,31 +407,45 @@ class _LegacyPickler(pickle.Pickler):
         return None
 
 
-def write_legacy_state_dict(path, arrays):
-    """A .pth in the legacy layout (torch < 1.6) holding float32 arrays, written without torch."""
+def _storage_bytes(tensor):
+    """The raw little-endian bytes of a tensor's storage, in memory order (its strides index them)."""
+    return tensor.array.ravel(order="K").astype("<f4").tobytes()
+
+
+def write_state_dict(path, arrays, layout="legacy"):
+    """A .pth holding float32 arrays, written without torch: legacy layout (torch < 1.6) or zip (>= 1.6)."""
     tensors = collections.OrderedDict(
         (name, _Tensor(str(k), a)) for k, (name, a) in enumerate(arrays.items())
     )
     with pytest.MonkeyPatch.context() as patch:
         for name, module in _fake_torch_modules().items():
             patch.setitem(sys.modules, name, module)
+        if layout == "zip":
+            with zipfile.ZipFile(path, "w") as archive:
+                with archive.open("small/data.pkl", "w") as f:
+                    _LegacyPickler(f, protocol=2).dump(tensors)
+                for t in tensors.values():
+                    archive.writestr(f"small/data/{t.key}", _storage_bytes(t))
+            return
         with open(path, "wb") as f:
             for header in (0x1950A86A20F9469CFC6C, 1001, {"protocol_version": 1001, "little_endian": True}):
                 pickle.dump(header, f, protocol=2)
             _LegacyPickler(f, protocol=2).dump(tensors)
             pickle.dump([t.key for t in tensors.values()], f, protocol=2)
             for t in tensors.values():
-                f.write(struct.pack("<q", t.array.size) + t.array.ravel(order="K").astype("<f4").tobytes())
+                f.write(struct.pack("<q", t.array.size) + _storage_bytes(t))
 
 
-def test_state_dict_reader_reads_a_legacy_file_without_torch(tmp_path):
+@pytest.mark.parametrize("layout", ["legacy", "zip"])
+def test_state_dict_reader_reads_a_file_without_torch(tmp_path, layout):
     rng = np.random.default_rng(5)
     arrays = {
         "conv.weight": rng.standard_normal((4, 3, 2, 2)).astype(np.float32),
         "fc.bias": np.arange(5, dtype=np.float32),
     }
     arrays["fc.weight_t"] = rng.standard_normal((3, 6)).astype(np.float32).T  # a transposed (strided) tensor
-    write_legacy_state_dict(tmp_path / "small.pth", arrays)
+    write_state_dict(tmp_path / "small.pth", arrays, layout)
+    assert zipfile.is_zipfile(tmp_path / "small.pth") == (layout == "zip")
     state = load_state_dict(tmp_path / "small.pth")
     assert list(state) == list(arrays)
     for name, array in arrays.items():
@@ -483,7 +497,7 @@ def test_setup_step_offline_prints_one_notice_and_succeeds(tmp_path):
 
 def test_setup_step_refuses_a_file_with_the_wrong_checksum(tmp_path):
     fake = tmp_path / "efficientnet-lite0.pth"
-    write_legacy_state_dict(fake, {"w": np.zeros(3, np.float32)})
+    write_state_dict(fake, {"w": np.zeros(3, np.float32)})
     result = _run_setup_step(tmp_path, "--pth", str(fake))
     assert result.returncode == 0 and "skipped" in result.stdout and "SHA-256" in result.stdout
     assert not (tmp_path / "w.npz").exists()
