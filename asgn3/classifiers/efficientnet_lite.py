@@ -194,6 +194,7 @@ class EfficientNetLite0:
         self.class_names = read_class_names()
         self.num_classes = NUM_CLASSES
         self.input_size = INPUT_SIZE
+        self.pixel_level = 1 / PIXEL_SCALE  # one of the 255 pixel levels in input units (image_gradients)
         self.num_layers = NUM_LAYERS
         self.blocks = BLOCKS
         self.param_grads = False
