@@ -159,7 +159,7 @@ def test_zip_shapes_notebooks_lies_to_the_trusted_side_and_error_lines(tmp_path)
     (notebooks / "LSTM_Captioning.ipynb").write_text("[" * 100000 + "]" * 100000)
     notebooks_zip = zip_folder(notebooks, tmp_path / "notebooks.zip")
     for zip_path, note in [
-        (loose, "loose files you write: graded classifiers/rnn.py as asgn3/classifiers/rnn.py"),
+        (loose, "classifiers/rnn.py as asgn3/classifiers/rnn.py"),  # "loose files you write: graded ..."
         (tmp_path / "zip-in-zip.zip", "graded the asgn3 in assignment3.zip"),
         (notebooks_zip, "RNN_Captioning.ipynb is not a valid notebook"),
     ]:
