@@ -8,6 +8,7 @@ import itertools
 import numpy as np
 import pytest
 
+from asgn3.classifiers.decoding import beam_search
 from asgn3.classifiers.rnn import CaptioningRNN
 from asgn3.gradient_check import eval_numerical_gradient
 from asgn3.notebook_checks import rel_error
@@ -287,7 +288,8 @@ def test_beam_width_one_is_greedy(cell):
     model = small_model(cell, seed=8, scale=2.0)
     features = np.random.default_rng(8).standard_normal((25, 6))
     # sample(beam_width=1) is the greedy loop itself: run the beam search code with one beam directly
-    beam_of_one = model._beam_search(model._check_features(features), 9, 1)
+    state = model._initial_state(model._check_features(features))
+    beam_of_one = beam_search(model._beam_step, state, 9, 1, *model._tokens())
     assert np.array_equal(beam_of_one, model.sample(features, max_length=9))
     assert np.array_equal(model.sample(features, max_length=9, beam_width=1), beam_of_one)
 

@@ -2,6 +2,12 @@
 
 import numpy as np
 
+from asgn3.classifiers.decoding import (
+    beam_search,
+    check_sample_options,
+    temperature_sampler,
+    vocabulary_tokens,
+)
 from asgn3.layers import affine_backward, affine_forward
 from asgn3.rnn_layers import (
     lstm_backward,
@@ -59,14 +65,7 @@ class CaptioningRNN:
         """
         if cell_type not in CELL_TYPES:
             raise ValueError(f"cell_type must be one of {CELL_TYPES}, got {cell_type!r}")
-        if "<NULL>" not in word_to_idx:
-            raise ValueError(
-                f"word_to_idx must contain '<NULL>' (the padding word), got a vocabulary of "
-                f"{len(word_to_idx)} words without it"
-            )
-        indices = list(word_to_idx.values())
-        if min(indices) < 0 or len(set(indices)) != len(indices):
-            raise ValueError("word_to_idx must map each word to its own non-negative index")
+        self._null, self._start, self._end = vocabulary_tokens(word_to_idx)
         self.cell_type = cell_type
         self.dtype = dtype
         self.word_to_idx = word_to_idx
@@ -74,9 +73,6 @@ class CaptioningRNN:
         self.params = {}
 
         vocab_size = len(word_to_idx)
-        self._null = word_to_idx["<NULL>"]
-        self._start = word_to_idx.get("<START>", None)
-        self._end = word_to_idx.get("<END>", None)
 
         rng = np.random if seed is None else np.random.default_rng(seed)
         # Initialize word vectors
@@ -226,23 +222,13 @@ class CaptioningRNN:
           not the <START> token.
         """
         features = self._check_features(features)
-        if self._start is None:
-            raise ValueError(
-                "sampling needs a '<START>' word in word_to_idx to begin each caption; this "
-                "vocabulary has none: add it and train the model with it"
-            )
-        if not isinstance(max_length, int | np.integer) or max_length < 1:
-            raise ValueError(f"max_length must be a positive integer, got {max_length!r}")
-        if not isinstance(beam_width, int | np.integer) or beam_width < 1:
-            raise ValueError(f"beam_width must be a positive integer, got {beam_width!r}")
-        if temperature is not None and not temperature > 0:
-            raise ValueError(f"temperature must be None (most likely word) or positive, got {temperature!r}")
-        if temperature is not None and beam_width > 1:
-            raise ValueError("choose either beam search (beam_width > 1) or temperature sampling, not both")
+        check_sample_options(self._start, max_length, beam_width, temperature)
         if beam_width > 1:
-            return self._beam_search(features, max_length, beam_width)
+            return beam_search(
+                self._beam_step, self._initial_state(features), max_length, beam_width, *self._tokens()
+            )
 
-        choose_word = np.argmax if temperature is None else self._temperature_sampler(temperature, seed)
+        choose_word = np.argmax if temperature is None else temperature_sampler(temperature, seed)
         N = features.shape[0]
         captions = np.full((N, max_length), self._null, dtype=np.int32)
 
@@ -319,59 +305,13 @@ class CaptioningRNN:
         # *****END OF YOUR CODE*****
         return log_probs, h, c
 
-    # -- Kit extras: temperature sampling and beam search, built on the student's decoding step --------
+    # -- Kit extras: beam search (asgn3/classifiers/decoding.py), built on the student's decoding step ----
 
-    @staticmethod
-    def _temperature_sampler(temperature, seed):
-        """
-        A word chooser for sample(): draws each row's word from softmax(log_probs / temperature).
+    def _beam_step(self, words, state):
+        """_decode_step in the form the shared decoders call: state is the pair (h, c)."""
+        log_probs, h, c = self._decode_step(words, *state)
+        return log_probs, (h, c)
 
-        The returned function takes log_probs (M, V) (and axis=1, like np.argmax) and returns (M,) ints.
-        """
-        rng = np.random.default_rng(seed)
-
-        def draw(log_probs, axis=1):
-            logits = log_probs / temperature
-            probs = np.exp(logits - logits.max(axis=axis, keepdims=True))
-            cumulative = np.cumsum(probs, axis=axis)
-            draws = rng.random(len(probs)) * cumulative[:, -1]
-            return np.minimum((cumulative <= draws[:, None]).sum(axis=axis), probs.shape[1] - 1)
-
-        return draw
-
-    def _beam_search(self, features, max_length, k):
-        """
-        Keep the k best partial captions per image, ranked by summed log-probability; return the best.
-
-        All N*k beams advance together as one batch of rows. A beam that has produced <END> is finished:
-        it can only be extended by <NULL> at no cost, so it keeps its score and competes with the others.
-        """
-        N = features.shape[0]
-        V = self.params["W_vocab"].shape[1]
-        h, c = self._initial_state(features)
-        h, c = np.repeat(h, k, axis=0), np.repeat(c, k, axis=0)  # row n*k + j is beam j of image n
-        scores = np.full((N, k), -np.inf)
-        scores[:, 0] = 0.0  # at first all beams are the same <START>: keep only one of them alive
-        words = np.full(N * k, self._start)
-        finished = np.zeros(N * k, dtype=bool)
-        history = np.full((N, k, max_length), self._null, dtype=np.int32)
-        image_rows = np.arange(N)[:, None]
-        for t in range(max_length):
-            log_probs, h, c = self._decode_step(words, h, c)
-            log_probs[finished] = -np.inf
-            log_probs[finished, self._null] = 0.0
-            candidates = (scores.reshape(N * k, 1) + log_probs).reshape(N, k * V)
-            best = np.argpartition(-candidates, k - 1, axis=1)[:, :k]
-            best = np.take_along_axis(best, np.argsort(-np.take_along_axis(candidates, best, 1), 1), 1)
-            beams, words = best // V, best % V  # (N, k): which beam each candidate extends, and its word
-            scores = np.take_along_axis(candidates, best, axis=1)
-            rows = (image_rows * k + beams).ravel()
-            h, c, finished = h[rows], c[rows], finished[rows]
-            history = history[image_rows, beams]
-            history[:, :, t] = words
-            words = words.ravel()
-            if self._end is not None:
-                finished = finished | (words == self._end)
-            if finished.all():
-                break
-        return history[:, 0]  # beams are sorted by score, best first
+    def _tokens(self):
+        """The indices of '<START>', '<END>' and '<NULL>', in the order the shared decoders take them."""
+        return self._start, self._end, self._null
