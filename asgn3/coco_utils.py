@@ -5,6 +5,8 @@ The folder (`datasets/coco_captioning/` for the real download, or the built-in d
   `<NULL>`; `train_image_idxs`, `val_image_idxs` (N,) giving each caption's row in the feature file.
 - `train2014_vgg16_fc7.h5`, `val2014_vgg16_fc7.h5` (4096-d) and their `_pca` versions (512-d): dataset
   `features`, one row per image.
+- `train2014_spatial_features.h5`, `val2014_spatial_features.h5` (the built-in default only, not the real
+  download): dataset `features`, (num_images, P, D), one vector per cell of a grid over the image.
 - `coco2014_vocab.json`: `{"idx_to_word": [...], "word_to_idx": {...}}`.
 - `train2014_urls.txt`, `val2014_urls.txt`: one image URL (or local path) a line, aligned with the features.
 """
@@ -26,6 +28,18 @@ SPECIAL_TOKENS = ("<NULL>", "<START>", "<END>", "<UNK>")  # their indices are 0,
 def features_file(split, pca_features=True):
     """The name of the feature file of a split: 'train2014_vgg16_fc7_pca.h5' and the like."""
     return f"{split}2014_vgg16_fc7{'_pca' if pca_features else ''}.h5"
+
+
+def spatial_features_file(split):
+    """The name of the grid-feature file of a split: 'train2014_spatial_features.h5' or 'val2014_...'."""
+    return f"{split}2014_spatial_features.h5"
+
+
+def has_spatial_features(base_dir=None):
+    """True when the COCO folder (None: the one load_coco_data picks) holds grid features for both splits:
+    the built-in default does, the real download (fc7 vectors only) does not."""
+    base_dir = coco_dir(verbose=False) if base_dir is None else Path(base_dir)
+    return all((base_dir / spatial_features_file(split)).is_file() for split in SPLITS)
 
 
 def urls_file(split):
@@ -84,7 +98,7 @@ def _read_lines(path, base_dir):
     return np.array(path.read_text(encoding="utf-8").splitlines())
 
 
-def load_coco_data(base_dir=None, max_train=None, pca_features=True):
+def load_coco_data(base_dir=None, max_train=None, pca_features=True, spatial_features=False):
     """
     Load the COCO captioning data: captions, image features, vocabulary and image URLs.
 
@@ -95,11 +109,15 @@ def load_coco_data(base_dir=None, max_train=None, pca_features=True):
     - max_train: if given, keep this many training captions, drawn at random with replacement
       (np.random, so np.random.seed makes it reproducible)
     - pca_features: True for the 512-d PCA features, False for the 4096-d fc7 features
+    - spatial_features: True for one feature vector per grid cell instead (the built-in default's
+      `*_spatial_features.h5`, 16 cells of 128 values; the real download has none: see
+      has_spatial_features); pca_features is then ignored
 
     Returns a dict with:
     - train_captions, val_captions: int32 arrays (N, T) of word indices
     - train_image_idxs, val_image_idxs: int32 arrays (N,), each caption's row in the split's features
-    - train_features, val_features: float32 arrays (num_images, 512 or 4096)
+    - train_features, val_features: float32 arrays (num_images, 512 or 4096), or (num_images, P, D) with
+      spatial_features
     - idx_to_word: list of V words; word_to_idx: dict word -> index
     - train_urls, val_urls: arrays of strings (num_images,), aligned with the feature rows
     """
@@ -126,9 +144,21 @@ def load_coco_data(base_dir=None, max_train=None, pca_features=True):
         data[idxs] = data[idxs].astype(np.int32)
 
     for split in SPLITS:
-        path = base_dir / features_file(split, pca_features)
+        if spatial_features:
+            path = base_dir / spatial_features_file(split)
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"{path.name} not found in {base_dir}: grid features come with the built-in default "
+                    f"(`bash kit.sh setup` builds them); the real COCO download has only fc7 vectors: "
+                    f"load it with spatial_features=False"
+                )
+        else:
+            path = base_dir / features_file(split, pca_features)
         features = _read_h5(path, base_dir, ["features"])["features"]
-        _check_shape(features, 2, path, "features", "(num_images, feature_dim)")
+        if spatial_features:
+            _check_shape(features, 3, path, "features", "(num_images, grid_cells, feature_dim)")
+        else:
+            _check_shape(features, 2, path, "features", "(num_images, feature_dim)")
         idxs = data[f"{split}_image_idxs"]
         if idxs.min() < 0 or idxs.max() >= len(features):
             raise ValueError(

@@ -4,6 +4,7 @@
 2. The COCO-format captioning default (datasets/default/coco_captioning), from Fashion-MNIST, with image
    features computed by the shipped CNN (datasets/pretrained/default_pretrained_model.h5, whose checksum is
    verified first).
+3. Its spatial features (a 4x4 grid of the same CNN's feature map, for attention), in the same folder.
 
 Each folder keeps a stamp: a digest of the seed, the sizes and the builders' source code (and for the
 COCO default also the model's checksum, the TinyImageNet stamp and the folder's absolute path, which its
@@ -18,13 +19,15 @@ import time
 from pathlib import Path
 
 from asgn3.data_paths import DEFAULT_COCO_DIR, DEFAULT_PRETRAINED_MODEL, DEFAULT_TINY_IMAGENET_DIR
-from datasets import build_coco_default, build_tiny_imagenet_default
+from datasets import build_coco_default, build_spatial_features, build_tiny_imagenet_default
 from datasets.checksum import read_checksum, sha256_of
 
 HERE = Path(__file__).resolve().parent
 STAMP = ".build-stamp"
 TINY_SOURCES = ["build_tiny_imagenet_default.py", "item_render.py", "fashion_mnist.py"]
 COCO_SOURCES = ["build_coco_default.py", "caption_grammar.py", "item_render.py", "fashion_mnist.py"]
+SPATIAL_SOURCES = ["build_spatial_features.py"]
+SPATIAL_STAMP = ".spatial-build-stamp"  # beside the COCO default's own stamp, in the same folder
 
 
 def fingerprint(settings, sources):
@@ -51,20 +54,20 @@ def verified_model_checksum(model_file=DEFAULT_PRETRAINED_MODEL):
     return digest
 
 
-def up_to_date(folder, stamp):
-    """True when folder holds a build whose stamp equals `stamp`."""
-    return (folder / STAMP).is_file() and (folder / STAMP).read_text().strip() == stamp
+def up_to_date(folder, stamp, stamp_name=STAMP):
+    """True when folder holds a build whose stamp (in the file stamp_name) equals `stamp`."""
+    return (folder / stamp_name).is_file() and (folder / stamp_name).read_text().strip() == stamp
 
 
-def build_if_needed(what, folder, stamp, build, force):
+def build_if_needed(what, folder, stamp, build, force, stamp_name=STAMP):
     """Run build() unless folder's stamp matches; then write the stamp. Prints what it does."""
-    if not force and up_to_date(folder, stamp):
+    if not force and up_to_date(folder, stamp, stamp_name):
         print(f"{what}: up to date in {folder} (skipped)")
         return
     print(f"{what}: building in {folder}")
     started = time.time()
     build()
-    (folder / STAMP).write_text(stamp + "\n")
+    (folder / stamp_name).write_text(stamp + "\n")
     print(f"{what}: built in {time.time() - started:.0f} s")
 
 
@@ -98,6 +101,23 @@ def main():
         coco.build(DEFAULT_COCO_DIR, model, mean_image)
 
     build_if_needed("COCO-format default", DEFAULT_COCO_DIR, coco_stamp, build_coco, args.force)
+
+    spatial_stamp = fingerprint(
+        f"coco={coco_stamp} layer={build_spatial_features.GRID_LAYER}", SPATIAL_SOURCES
+    )
+
+    def build_spatial():
+        model, mean_image = coco.load_model_and_mean()
+        build_spatial_features.build(DEFAULT_COCO_DIR, model, mean_image)
+
+    build_if_needed(
+        "Spatial features of the COCO-format default",
+        DEFAULT_COCO_DIR,
+        spatial_stamp,
+        build_spatial,
+        args.force,
+        stamp_name=SPATIAL_STAMP,
+    )
 
 
 if __name__ == "__main__":
