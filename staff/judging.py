@@ -175,8 +175,11 @@ def call_job(module, forward, arrays, inputs, fwd_outputs, backward=None, douts=
     return Job("call", options, arrays)
 
 
-def numgrad_job(module, forward, arrays, inputs, fwd_outputs, douts, wrt):
-    """A runner 'numgrad' job: numeric gradients of sum <out, dout> of the reference forward."""
+def numgrad_job(module, forward, arrays, inputs, fwd_outputs, douts, wrt, **kw):
+    """A runner 'numgrad' job: numeric gradients of sum <out, dout> of the reference forward.
+
+    kw: more options of the call (kwargs, array_kwargs), as for call_job.
+    """
     options = {
         "module": module,
         "forward": forward,
@@ -184,6 +187,7 @@ def numgrad_job(module, forward, arrays, inputs, fwd_outputs, douts, wrt):
         "fwd_outputs": list(fwd_outputs),
         "douts": dict(douts),
         "wrt": list(wrt),
+        **kw,
     }
     return Job("numgrad", options, arrays)
 

@@ -44,31 +44,63 @@ def _named(names, values):
     return {name: value for name, value in zip(names, values, strict=False) if name is not None}
 
 
+def _argument(spec, arrays):
+    """One argument of a call: an array name, or a dict of such specs (a params dict, nested)."""
+    if isinstance(spec, dict):
+        return {key: _argument(value, arrays) for key, value in spec.items()}
+    return arrays[spec]
+
+
+def _flat(names_to_values):
+    """Returned values as plain {name: array}: a dict of arrays (nested) becomes {name.key: array}."""
+    flat = {}
+    for name, value in names_to_values.items():
+        if isinstance(value, dict):
+            flat.update(_flat({f"{name}.{key}": item for key, item in value.items()}))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _call_arguments(arrays, options):
+    """The positional and keyword arguments of a call: options['inputs'] (specs for _argument), kwargs
+    (plain JSON values) and array_kwargs ({keyword: array name})."""
+    inputs = [_argument(spec, arrays) for spec in options["inputs"]]
+    kwargs = {
+        **options.get("kwargs", {}),
+        **{key: arrays[name] for key, name in options.get("array_kwargs", {}).items()},
+    }
+    return inputs, kwargs
+
+
 def task_call(arrays, options):
     """Call options['forward'] on the named inputs, then options['backward'] (if any) on douts + cache.
 
-    options: module, forward, inputs (array names), kwargs, fwd_outputs (names for the returned values,
-    None to skip one; with a backward, the last returned value is the cache), backward, douts, bwd_outputs.
+    options: module, forward, inputs (array names, or dicts of them for a params dict), kwargs,
+    array_kwargs, fwd_outputs (names for the returned values, None to skip one; with a backward, the
+    last returned value is the cache), backward, douts, bwd_outputs. A returned dict of arrays (a
+    params gradient) comes back flattened as <name>.<key>.
     """
     import numpy as np
 
     forward = _function(options["module"], options["forward"])
-    inputs = [arrays[name] for name in options["inputs"]]
+    inputs, kwargs = _call_arguments(arrays, options)
     with np.errstate(**options.get("errstate", {})):
-        result = _as_tuple(forward(*inputs, **options.get("kwargs", {})))
+        result = _as_tuple(forward(*inputs, **kwargs))
     out = _named(options["fwd_outputs"], result)
     if options.get("backward"):
         backward = _function(options["module"], options["backward"])
         grads = _as_tuple(backward(*[arrays[name] for name in options["douts"]], result[-1]))
         out.update(_named(options["bwd_outputs"], grads))
-    return out
+    return _flat(out)
 
 
 def task_numgrad(arrays, options):
     """Numeric gradients (centered differences, the kit's gradient_check) of sum_k <out_k, dout_k>.
 
     options as task_call's forward part, plus douts ({output name: upstream array name}) and wrt (the
-    float inputs to differentiate). Trusted runs only: the reference forward defines the truth.
+    float input arrays to differentiate, also those inside a params dict). Trusted runs only: the
+    reference forward defines the truth.
     """
     import numpy as np
 
@@ -76,10 +108,10 @@ def task_numgrad(arrays, options):
 
     forward = _function(options["module"], options["forward"])
     names = options["fwd_outputs"]
+    inputs, kwargs = _call_arguments(arrays, options)  # they hold the arrays perturbed in place
 
     def objective(_):
-        inputs = [arrays[name] for name in options["inputs"]]
-        outputs = _named(names, _as_tuple(forward(*inputs, **options.get("kwargs", {}))))
+        outputs = _named(names, _as_tuple(forward(*inputs, **kwargs)))
         return sum(float(np.sum(outputs[name] * arrays[dout])) for name, dout in options["douts"].items())
 
     return {
@@ -89,17 +121,16 @@ def task_numgrad(arrays, options):
 
 
 def _captioning_model(arrays, options):
-    """A CaptioningRNN of the options' sizes, with the parameters given as arrays param_<name>."""
+    """A captioning model with the parameters given as arrays param_<name>: options['class'] (default
+    CaptioningRNN) of options['module'], built with options['model_kwargs'] (default: a CaptioningRNN's
+    input_dim, wordvec_dim, hidden_dim and cell_type from the options)."""
     import numpy as np
 
-    model_class = _function(options["module"], "CaptioningRNN")
+    model_class = _function(options["module"], options.get("class", "CaptioningRNN"))
+    keys = ("input_dim", "wordvec_dim", "hidden_dim", "cell_type")
+    kwargs = options.get("model_kwargs") or {key: options[key] for key in keys}
     model = model_class(
-        options["word_to_idx"],
-        input_dim=options["input_dim"],
-        wordvec_dim=options["wordvec_dim"],
-        hidden_dim=options["hidden_dim"],
-        cell_type=options["cell_type"],
-        dtype=np.dtype(options.get("dtype", "float64")).type,
+        options["word_to_idx"], dtype=np.dtype(options.get("dtype", "float64")).type, **kwargs
     )
     for key in list(model.params):
         if f"param_{key}" in arrays:
@@ -111,7 +142,8 @@ def _loss_and_grads(model, features, captions):
     """model.loss(features, captions), with a clear error for the stub's (None, None)."""
     loss, grads = model.loss(features, captions)
     if loss is None or grads is None:
-        raise NotImplementedError("CaptioningRNN.loss returned None: not implemented yet (still the stub)")
+        name = type(model).__name__
+        raise NotImplementedError(f"{name}.loss returned None: not implemented yet (still the stub)")
     return loss, grads
 
 
@@ -123,7 +155,7 @@ def task_captioning_loss(arrays, options):
 
 
 def task_captioning_numgrad(arrays, options):
-    """Numeric gradients of CaptioningRNN.loss for the parameters in options['wrt'] (trusted runs only)."""
+    """Numeric gradients of the model's loss for the parameters in options['wrt'] (trusted runs only)."""
     from asgn3.gradient_check import eval_numerical_gradient
 
     model = _captioning_model(arrays, options)
@@ -136,13 +168,13 @@ def task_captioning_numgrad(arrays, options):
 
 
 def task_captioning_sample(arrays, options):
-    """CaptioningRNN.sample(features, max_length): the greedy captions."""
+    """model.sample(features, max_length): the greedy captions."""
     model = _captioning_model(arrays, options)
     return {"captions": model.sample(arrays["features"], max_length=options["max_length"])}
 
 
 def task_captioning_overfit(arrays, options):
-    """Train a fresh CaptioningRNN (seeded init) on a small set with Adam; return the trained params.
+    """Train a fresh captioning model (seeded init) on a small set with Adam; return the trained params.
 
     options: the model's, plus seed, iterations and learning_rate. Returns param_<name> for every
     parameter, and the loss before and after training (used only from the trusted reference run).

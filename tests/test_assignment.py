@@ -28,15 +28,15 @@ def toy_double(x):
     # *****END OF YOUR CODE*****
     return out
 '''
-TOY_CHECKS = '''"""Q5 toy (5 points, extra credit)."""
+TOY_CHECKS = '''"""Q7 toy (5 points, extra credit)."""
 
 from staff.judging import normal, values_check
 
 
 def checks(rng):
-    return [values_check("Q5", 5, "asgn3.toy", "toy_double", {"x": normal(rng, 3, 4)}, ["x"], ["out"])]
+    return [values_check("Q7", 5, "asgn3.toy", "toy_double", {"x": normal(rng, 3, 4)}, ["x"], ["out"])]
 '''
-TOY_ROW = 'Question("Q5", "toy", 5, "Toy", ("asgn3.toy:toy_double",), extra_credit=True),\n'
+TOY_ROW = 'Question("Q7", "toy", 5, "Toy", ("asgn3.toy:toy_double",), extra_credit=True),\n'
 TOY_CELL = (
     "import numpy as np\nfrom asgn3.toy import toy_double\nprint('toy_double:', toy_double(np.ones(2)))"
 )
@@ -77,7 +77,7 @@ def add_toy_question(kit):
     )
     end = text.index("\n)\n", text.index("QUESTIONS = ("))
     manifest.write_text(text[:end] + "\n    " + TOY_ROW.rstrip("\n") + text[end:])
-    (kit / "staff" / "questions" / "q5.py").write_text(TOY_CHECKS)
+    (kit / "staff" / "questions" / "q7.py").write_text(TOY_CHECKS)
     cell = {"cell_type": "code", "metadata": {}, "source": TOY_CELL, "outputs": [], "execution_count": None}
     notebook = {"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
     (kit / "Toy.ipynb").write_text(json.dumps(notebook))
@@ -109,9 +109,9 @@ def test_a_question_added_to_the_manifest_is_released_graded_and_run(tmp_path):
     # graded: the reference full points, the stub none
     for name, folder, expected in [("reference", kit, 5), ("stub", tmp_path / "student", 0)]:
         zip_path = zip_submission(folder, tmp_path / f"{name}.zip")
-        run(kit, "-m", "staff.grade", str(zip_path), "--only", "Q5", "--seed", "3", "--json", f"{name}.json")
+        run(kit, "-m", "staff.grade", str(zip_path), "--only", "Q7", "--seed", "3", "--json", f"{name}.json")
         result = json.loads((kit / f"{name}.json").read_text())
-        assert [(t["name"], t["score"]) for t in result["tests"]] == [("Q5 toy: toy_double values", expected)]
+        assert [(t["name"], t["score"]) for t in result["tests"]] == [("Q7 toy: toy_double values", expected)]
     # run by the notebook runner, which lists it with the others
     listed = run(kit, "tools/run_notebooks.py", "--list").split()
     expected = [notebook.filename for notebook in NOTEBOOKS]

@@ -130,7 +130,7 @@ def test_released_stubs_score_zero_saying_not_implemented(tmp_path):
         path.write_text(stub_source(path.read_text(), rel))
     result = run_grader(zip_folder(folder, tmp_path / "stubs.zip"))
     assert result["score"] == 0
-    assert len(result["tests"]) == len(build_checks(SEED)) == 29
+    assert len(result["tests"]) == len(build_checks(SEED)) == 38
     outputs = "\n".join(t["output"] for t in result["tests"])
     assert "not implemented yet (still the stub" in outputs
 

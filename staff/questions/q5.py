@@ -1,0 +1,311 @@
+"""Q5 Transformer captioning (15 points, extra credit): layer normalization (3), multi-head attention with
+a causal mask (5), the decoder layer (3), and CaptioningTransformer.loss (3) and overfitting (1).
+
+Values are compared with the reference on fresh inputs; gradients with numeric gradients of the reference
+forward. The key bias bk is left out of the gradient comparisons: it adds one constant to a row of
+scores, which the softmax ignores, so its gradient is zero and a relative error means nothing there.
+"""
+
+import numpy as np
+
+from staff.judging import (
+    GRAD_TOL,
+    VALUE_TOL,
+    Failed,
+    HiddenCheck,
+    call_job,
+    compare,
+    compare_many,
+    gradient_error,
+    normal,
+    numgrad_job,
+    value,
+    values_check,
+)
+from staff.protocol import Job
+from staff.questions.recurrent import random_captions, vocabulary
+from staff.sandbox import Limits
+
+LAYERS = "asgn3.transformer_layers"
+MODEL = "asgn3.classifiers.transformer"
+ATTENTION_KEYS = ("Wq", "Wk", "Wv", "Wo", "bq", "bk", "bv", "bo")
+LAYERNORMS = ("ln1", "ln2", "ln3")
+N, S, T, E, HEADS, F = 2, 4, 3, 6, 2, 10
+
+
+def attention_arrays(rng, prefix):
+    """Fresh attention params as arrays <prefix>Wq, ..., and the spec that builds the params dict."""
+    arrays = {
+        f"{prefix}{key}": normal(rng, E, E, scale=E**-0.5) if key[0] == "W" else normal(rng, E, scale=0.3)
+        for key in ATTENTION_KEYS
+    }
+    return arrays, {key: f"{prefix}{key}" for key in ATTENTION_KEYS}
+
+
+def backward_check(points, name, forward, backward, arrays, inputs, bwd_outputs, pairs, **kw):
+    """The submission's backward pass against numeric gradients of the reference forward (the upstream
+    gradient is the array 'dout' of the forward's first output).
+
+    bwd_outputs: names of the backward's return values in order (a returned params dict comes back as
+    <name>.<key>); pairs: (the submission's outputs to add up, the input array they are the gradient of).
+    """
+    student = call_job(
+        LAYERS,
+        forward,
+        arrays,
+        inputs,
+        ["out", None],
+        backward=backward,
+        douts=["dout"],
+        bwd_outputs=bwd_outputs,
+        **kw,
+    )
+    wrt = [array for _, array in pairs]
+    reference = numgrad_job(LAYERS, forward, arrays, inputs, ["out", None], {"out": "dout"}, wrt, **kw)
+
+    def judge(ctx):
+        def total(outputs):
+            return lambda: sum(np.asarray(value(ctx.student[0], key, backward)) for key in outputs)
+
+        return compare_many(
+            [
+                (f"{backward} {' + '.join(outputs)}", total(outputs), ctx.reference[0].arrays[f"num_{array}"])
+                for outputs, array in pairs
+            ],
+            GRAD_TOL,
+            gradient_error,
+        )
+
+    return HiddenCheck("Q5", name, points, [student], [reference], judge)
+
+
+def params_pairs(spec, prefix="dparams"):
+    """(outputs, array) pairs of a params spec's gradients, bk left out (see the module docstring)."""
+    pairs = []
+    for key, item in spec.items():
+        if isinstance(item, dict):
+            pairs += params_pairs(item, f"{prefix}.{key}")
+        elif key != "bk":
+            pairs.append(([f"{prefix}.{key}"], item))
+    return pairs
+
+
+def layernorm_checks(rng):
+    """layernorm_forward values, layernorm_backward against numeric gradients."""
+    arrays = {
+        "x": normal(rng, N, S, E, scale=2.0) + 1.0,
+        "gamma": 1 + normal(rng, E, scale=0.3),
+        "beta": normal(rng, E, scale=0.3),
+        "dout": normal(rng, N, S, E),
+    }
+    inputs, kwargs = ["x", "gamma", "beta"], {"ln_param": {"eps": 1e-5}}
+    pairs = [(["dx"], "x"), (["dgamma"], "gamma"), (["dbeta"], "beta")]
+    return [
+        values_check("Q5", 1, LAYERS, "layernorm_forward", arrays, inputs, ["out", None], kwargs=kwargs),
+        backward_check(
+            2,
+            "layernorm_backward gradients",
+            "layernorm_forward",
+            "layernorm_backward",
+            arrays,
+            inputs,
+            ["dx", "dgamma", "dbeta"],
+            pairs,
+            kwargs=kwargs,
+        ),
+    ]
+
+
+def attention_checks(rng):
+    """Causal self-attention values (a leak from the future changes them), cross-attention gradients."""
+    params, spec = attention_arrays(rng, "")
+    arrays = {
+        "x": normal(rng, N, S, E),
+        "key": normal(rng, N, T, E),
+        "value": normal(rng, N, T, E),
+        "mask": np.tril(np.ones((S, S), dtype=bool)),
+        "dout": normal(rng, N, S, E),
+        **params,
+    }
+    self_attention = values_check(
+        "Q5",
+        2,
+        LAYERS,
+        "multihead_attention_forward",
+        arrays,
+        ["x", "x", "x", spec],
+        ["out", None],
+        kwargs={"num_heads": HEADS},
+        array_kwargs={"attn_mask": "mask"},
+    )
+    self_attention.name = "multihead_attention_forward values (causal self-attention)"
+    pairs = [(["dquery"], "x"), (["dkey"], "key"), (["dvalue"], "value"), *params_pairs(spec)]
+    cross_attention = backward_check(
+        3,
+        "multihead_attention_backward gradients (cross-attention)",
+        "multihead_attention_forward",
+        "multihead_attention_backward",
+        arrays,
+        ["x", "key", "value", spec],
+        ["dquery", "dkey", "dvalue", "dparams"],
+        pairs,
+        kwargs={"num_heads": HEADS},
+    )
+    return [self_attention, cross_attention]
+
+
+def decoder_checks(rng):
+    """decoder_layer_forward values with a causal mask, decoder_layer_backward against numeric gradients."""
+    self_params, self_spec = attention_arrays(rng, "self_")
+    cross_params, cross_spec = attention_arrays(rng, "cross_")
+    arrays = {
+        "x": normal(rng, N, S, E),
+        "memory": normal(rng, N, T, E),
+        "mask": np.tril(np.ones((S, S), dtype=bool)),
+        "dout": normal(rng, N, S, E),
+        "W1": normal(rng, E, F, scale=E**-0.5),
+        "b1": normal(rng, F, scale=0.3),
+        "W2": normal(rng, F, E, scale=F**-0.5),
+        "b2": normal(rng, E, scale=0.3),
+        **self_params,
+        **cross_params,
+    }
+    for name in LAYERNORMS:
+        arrays[f"{name}_gamma"] = 1 + normal(rng, E, scale=0.3)
+        arrays[f"{name}_beta"] = normal(rng, E, scale=0.3)
+    plain = ["W1", "b1", "W2", "b2"] + [f"{name}_{part}" for name in LAYERNORMS for part in ("gamma", "beta")]
+    spec = {"self_attn": self_spec, "cross_attn": cross_spec, **{name: name for name in plain}}
+    inputs = ["x", "memory", spec]
+    options = {"kwargs": {"num_heads": HEADS}, "array_kwargs": {"self_attn_mask": "mask"}}
+    pairs = [(["dx"], "x"), (["dmemory"], "memory"), *params_pairs(spec)]
+    return [
+        values_check("Q5", 1, LAYERS, "decoder_layer_forward", arrays, inputs, ["out", None], **options),
+        backward_check(
+            2,
+            "decoder_layer_backward gradients",
+            "decoder_layer_forward",
+            "decoder_layer_backward",
+            arrays,
+            inputs,
+            ["dx", "dmemory", "dparams"],
+            pairs,
+            **options,
+        ),
+    ]
+
+
+SIZES = {"V": 9, "input_dim": 5, "wordvec_dim": 8, "num_heads": 2, "num_layers": 2, "dim_feedforward": 10}
+OVERFIT = {"iterations": 150, "learning_rate": 1e-2}
+
+
+def model_options(sizes, **extra):
+    """The runner's options for a CaptioningTransformer of these sizes."""
+    kwargs = {key: value for key, value in sizes.items() if key != "V"}
+    return {
+        "module": MODEL,
+        "class": "CaptioningTransformer",
+        "word_to_idx": vocabulary(sizes["V"]),
+        "model_kwargs": {**kwargs, "max_length": 12},
+        **extra,
+    }
+
+
+def transformer_params(rng, sizes):
+    """Fresh parameters of a CaptioningTransformer, by the names and shapes of the reference model: layer
+    norm scales near 1, everything else random normal over the square root of its fan-in."""
+    from asgn3.classifiers.transformer import CaptioningTransformer
+
+    options = model_options(sizes)
+    model = CaptioningTransformer(options["word_to_idx"], dtype=np.float64, seed=0, **options["model_kwargs"])
+    params = {}
+    for name, param in model.params.items():
+        if name.endswith("_gamma"):
+            params[f"param_{name}"] = 1 + normal(rng, *param.shape, scale=0.3)
+        else:
+            fan_in = param.shape[0] if param.ndim > 1 else 10
+            params[f"param_{name}"] = normal(rng, *param.shape, scale=fan_in**-0.5)
+    return params
+
+
+def error_over_scale(got, want):
+    """Largest difference of a gradient over its largest expected entry. The loss of the model runs
+    through two layers and is ~10, so the numeric gradient's roundoff (~1e-10) is near the size of its
+    smallest entries: an entry-by-entry relative error there is noise (2e-5 on some correct answers),
+    while a wrong gradient misses by a good fraction of the whole."""
+    got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
+    return float(np.abs(got - want).max(initial=0.0) / max(np.abs(want).max(initial=0.0), 1e-12))
+
+
+def model_checks(rng):
+    """CaptioningTransformer.loss: value and gradients on 3 grid cells per image; overfitting."""
+    arrays = {
+        "features": normal(rng, 3, 3, SIZES["input_dim"]),
+        "captions": random_captions(rng, 3, 6, SIZES["V"]),
+        **transformer_params(rng, SIZES),
+    }
+    options = model_options(SIZES)
+    loss_job = Job("captioning_loss", options, arrays)
+    params = [
+        key[len("param_") :] for key in arrays if key.startswith("param_") and not key.endswith("attn_bk")
+    ]
+    numgrad = Job("captioning_numgrad", {**options, "wrt": params}, arrays)
+    label = "CaptioningTransformer.loss"
+
+    def judge_loss(ctx):
+        got = value(ctx.student[0], "loss", label)
+        return 1.0, compare(f"{label} loss", got, ctx.reference[0].arrays["loss"], VALUE_TOL)
+
+    def judge_grads(ctx):
+        pairs = [
+            (
+                f"{label} grads[{key!r}]",
+                lambda key=key: value(ctx.student[0], f"grad_{key}", label),
+                ctx.reference[0].arrays[f"num_{key}"],
+            )
+            for key in params
+        ]
+        return compare_many(pairs, GRAD_TOL, error_over_scale)
+
+    return [
+        HiddenCheck("Q5", f"{label} value", 1, [loss_job], [loss_job], judge_loss),
+        HiddenCheck("Q5", f"{label} gradients", 2, [loss_job], [numgrad], judge_grads),
+        overfit_check(rng),
+    ]
+
+
+def overfit_check(rng):
+    """Train the submission's model on 16 random captions; the reference evaluates the trained params."""
+    sizes = {**SIZES, "V": 12, "input_dim": 8, "wordvec_dim": 16, "dim_feedforward": 32}
+    data = {
+        "features": normal(rng, 16, 2, sizes["input_dim"]),
+        "captions": random_captions(rng, 16, 8, sizes["V"]),
+    }
+    train = Job("captioning_overfit", model_options(sizes, seed=int(rng.integers(1 << 30)), **OVERFIT), data)
+    label = "CaptioningTransformer overfit"
+
+    def judge(ctx):
+        reference_loss = float(ctx.reference[0].arrays["final_loss"])
+        initial_loss = float(ctx.reference[0].arrays["initial_loss"])
+        if not ctx.student[0].ok:
+            raise Failed(f"{label}: training failed: {ctx.student[0].error}")
+        trained = {key: val for key, val in ctx.student[0].arrays.items() if key.startswith("param_")}
+        evaluation = ctx.evaluate([Job("captioning_loss", model_options(sizes), {**data, **trained})])[0]
+        if not evaluation.ok:
+            raise Failed(f"{label}: the trained parameters cannot be evaluated: {evaluation.error}")
+        loss = float(evaluation.arrays["loss"])
+        bound = max(2 * reference_loss, 0.05 * initial_loss)
+        text = (
+            f"{label}: loss of the trained parameters {loss:.3g} on the training captions "
+            f"(from {initial_loss:.3g} at initialisation; the reference reaches {reference_loss:.3g}; "
+            f"needs < {bound:.3g})"
+        )
+        if not loss < bound:
+            raise Failed(text)
+        return 1.0, text + " OK"
+
+    return HiddenCheck("Q5", label, 1, [train], [train], judge, Limits(cpu_seconds=60, wall_seconds=90))
+
+
+def checks(rng):
+    """The table of Q5's checks, with fresh inputs from rng."""
+    return [*layernorm_checks(rng), *attention_checks(rng), *decoder_checks(rng), *model_checks(rng)]
