@@ -91,7 +91,6 @@ QUESTIONS = (
             f"{_RNN}:temporal_affine_backward",
             f"{_RNN}:temporal_softmax_loss",
             f"{_MODEL}:CaptioningRNN.loss",
-            f"{_MODEL}:CaptioningRNN.sample",
             f"{_MODEL}:CaptioningRNN._decode_step",
         ),
     ),

@@ -138,9 +138,9 @@ def layernorm_backward(dout, cache):
     # TODO: Implement the backward pass of layer normalization. dgamma and    #
     # dbeta sum over every axis but the last. For dx, work out the gradient   #
     # through x_hat = (x - mean) / std on paper first: the mean and the std   #
-    # depend on every entry of the row. The result fits on one line:         #
-    #   dx = (dx_hat - mean(dx_hat) - x_hat * mean(dx_hat * x_hat)) / std     #
-    # with dx_hat = dout * gamma and the means over the last axis.            #
+    # depend on every entry of the row. The result fits on one line, in     #
+    # terms of dx_hat = dout * gamma, x_hat, 1 / std and two means over the   #
+    # last axis.                                                              #
     ###########################################################################
     # *****START OF YOUR CODE*****
     x_hat, inv_std, gamma = cache

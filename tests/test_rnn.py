@@ -289,7 +289,7 @@ def test_beam_width_one_is_greedy(cell):
     features = np.random.default_rng(8).standard_normal((25, 6))
     # sample(beam_width=1) is the greedy loop itself: run the beam search code with one beam directly
     state = model._initial_state(model._check_features(features))
-    beam_of_one = beam_search(model._beam_step, state, 9, 1, *model._tokens())
+    beam_of_one = beam_search(model._step, state, 9, 1, *model._tokens())
     assert np.array_equal(beam_of_one, model.sample(features, max_length=9))
     assert np.array_equal(model.sample(features, max_length=9, beam_width=1), beam_of_one)
 

@@ -7,8 +7,8 @@ Nothing here knows which model it decodes. A model hands in a decoding step,
 which feeds one word per row (int array (M,)) and returns the log-probabilities of the next word (M, V)
 and the new state: a tuple of arrays whose first axis is the M rows (the RNN's hidden and cell states, the
 Transformer's memory and the words so far). Beam search reorders and repeats rows of every state array,
-so the step must keep that layout. CaptioningRNN and CaptioningTransformer both decode through here (the
-RNN's greedy loop in `CaptioningRNN.sample` is the students' own version of `greedy_decode`).
+so the step must keep that layout. CaptioningRNN and CaptioningTransformer both decode through here; the
+students write the RNN's step (`CaptioningRNN._decode_step`).
 """
 
 import numpy as np

@@ -5,6 +5,7 @@ import numpy as np
 from asgn3.classifiers.decoding import (
     beam_search,
     check_sample_options,
+    greedy_decode,
     temperature_sampler,
     vocabulary_tokens,
 )
@@ -197,11 +198,12 @@ class CaptioningRNN:
         Run a test-time forward pass for the model, sampling captions for input feature vectors.
 
         At each timestep, we embed the current word, pass it and the previous hidden state to the RNN to
-        get the next hidden state, use the hidden state to get scores for all vocab words, and choose the
-        word with the highest score as the next word (greedy decoding). The initial hidden state is
-        computed by applying an affine transform to the input image features, and the initial word is
-        the <START> token. For LSTMs the initial cell state is zero. A row stops after its <END> word:
-        the rest of it stays <NULL>.
+        get the next hidden state, use the hidden state to get scores for all vocab words (one call of
+        _decode_step, which you write), and choose the word with the highest score as the next word
+        (greedy decoding; the loop is asgn3/classifiers/decoding.py's, shared with the Transformer). The
+        initial hidden state is computed by applying an affine transform to the input image features, and
+        the initial word is the <START> token. For LSTMs the initial cell state is zero. A row stops after
+        its <END> word: the rest of it stays <NULL>.
 
         Beyond greedy decoding:
         - beam_width=k > 1 keeps the k most likely partial captions (by summed log-probability) per image
@@ -223,48 +225,11 @@ class CaptioningRNN:
         """
         features = self._check_features(features)
         check_sample_options(self._start, max_length, beam_width, temperature)
+        state = self._initial_state(features)
         if beam_width > 1:
-            return beam_search(
-                self._beam_step, self._initial_state(features), max_length, beam_width, *self._tokens()
-            )
-
+            return beam_search(self._step, state, max_length, beam_width, *self._tokens())
         choose_word = np.argmax if temperature is None else temperature_sampler(temperature, seed)
-        N = features.shape[0]
-        captions = np.full((N, max_length), self._null, dtype=np.int32)
-
-        ###########################################################################
-        # TODO: Implement test-time sampling for the model. Start from the hidden #
-        # state that the learned affine transform gives the image features (and,  #
-        # for an LSTM, a zero cell state): self._initial_state does both. The     #
-        # first word fed to the RNN is the <START> token, self._start. At each    #
-        # timestep t:                                                             #
-        # (1) Make one decoding step with self._decode_step (which you write      #
-        #     below): it embeds the current words, makes one RNN/LSTM step and    #
-        #     returns the log-probabilities of the next word, shape (N, V).       #
-        # (2) Pick the next word of every row with choose_word(log_probs): the    #
-        #     argmax for greedy decoding (temperature sampling passes another     #
-        #     chooser), and write it to captions[:, t].                           #
-        #                                                                         #
-        # A row that has produced self._end (the <END> word; None when the        #
-        # vocabulary has none) is finished: leave the rest of it <NULL>, and stop #
-        # the loop once every row is finished.                                    #
-        # NOTE: we are still working over minibatches in this function: no loop   #
-        # over the rows, only over time.                                          #
-        ###########################################################################
-        # *****START OF YOUR CODE*****
-        h, c = self._initial_state(features)
-        words = np.full(N, self._start)
-        finished = np.zeros(N, dtype=bool)
-        for t in range(max_length):
-            log_probs, h, c = self._decode_step(words, h, c)
-            words = choose_word(log_probs, axis=1)
-            captions[~finished, t] = words[~finished]
-            if self._end is not None:
-                finished |= words == self._end
-            if finished.all():
-                break
-        # *****END OF YOUR CODE*****
-        return captions
+        return greedy_decode(self._step, state, max_length, *self._tokens(), choose_word=choose_word)
 
     def _initial_state(self, features):
         """The hidden state (N, H) projected from the features (N, D), and a zero cell state (N, H)."""
@@ -305,9 +270,9 @@ class CaptioningRNN:
         # *****END OF YOUR CODE*****
         return log_probs, h, c
 
-    # -- Kit extras: beam search (asgn3/classifiers/decoding.py), built on the student's decoding step ----
+    # -- The shared decoders (asgn3/classifiers/decoding.py) run the student's decoding step -------------
 
-    def _beam_step(self, words, state):
+    def _step(self, words, state):
         """_decode_step in the form the shared decoders call: state is the pair (h, c)."""
         log_probs, h, c = self._decode_step(words, *state)
         return log_probs, (h, c)
