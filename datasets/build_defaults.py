@@ -96,9 +96,15 @@ def main():
         COCO_SOURCES,
     )
 
+    loaded = {}  # the model and its mean image, read once (the mean reads all the TinyImageNet images)
+
+    def model_and_mean():
+        if not loaded:
+            loaded["model"], loaded["mean_image"] = coco.load_model_and_mean()
+        return loaded["model"], loaded["mean_image"]
+
     def build_coco():
-        model, mean_image = coco.load_model_and_mean()
-        coco.build(DEFAULT_COCO_DIR, model, mean_image)
+        coco.build(DEFAULT_COCO_DIR, *model_and_mean())
 
     build_if_needed("COCO-format default", DEFAULT_COCO_DIR, coco_stamp, build_coco, args.force)
 
@@ -107,8 +113,7 @@ def main():
     )
 
     def build_spatial():
-        model, mean_image = coco.load_model_and_mean()
-        build_spatial_features.build(DEFAULT_COCO_DIR, model, mean_image)
+        build_spatial_features.build(DEFAULT_COCO_DIR, *model_and_mean())
 
     build_if_needed(
         "Spatial features of the COCO-format default",
