@@ -52,11 +52,12 @@ def _argument(spec, arrays):
 
 
 def _flat(names_to_values):
-    """Returned values as plain {name: array}: a dict of arrays (nested) becomes {name.key: array}."""
+    """Returned values as plain {name: array}: a dict of arrays (nested) becomes {name__key: array}
+    (a plain identifier: the protocol accepts only those as array names)."""
     flat = {}
     for name, value in names_to_values.items():
         if isinstance(value, dict):
-            flat.update(_flat({f"{name}.{key}": item for key, item in value.items()}))
+            flat.update(_flat({f"{name}__{key}": item for key, item in value.items()}))
         else:
             flat[name] = value
     return flat
@@ -79,7 +80,7 @@ def task_call(arrays, options):
     options: module, forward, inputs (array names, or dicts of them for a params dict), kwargs,
     array_kwargs, fwd_outputs (names for the returned values, None to skip one; with a backward, the
     last returned value is the cache), backward, douts, bwd_outputs. A returned dict of arrays (a
-    params gradient) comes back flattened as <name>.<key>.
+    params gradient) comes back flattened as <name>__<key>.
     """
     import numpy as np
 

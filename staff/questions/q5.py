@@ -47,7 +47,7 @@ def backward_check(points, name, forward, backward, arrays, inputs, bwd_outputs,
     gradient is the array 'dout' of the forward's first output).
 
     bwd_outputs: names of the backward's return values in order (a returned params dict comes back as
-    <name>.<key>); pairs: (the submission's outputs to add up, the input array they are the gradient of).
+    <name>__<key>); pairs: (the submission's outputs to add up, the input array they are the gradient of).
     """
     student = call_job(
         LAYERS,
@@ -84,9 +84,9 @@ def params_pairs(spec, prefix="dparams"):
     pairs = []
     for key, item in spec.items():
         if isinstance(item, dict):
-            pairs += params_pairs(item, f"{prefix}.{key}")
+            pairs += params_pairs(item, f"{prefix}__{key}")
         elif key != "bk":
-            pairs.append(([f"{prefix}.{key}"], item))
+            pairs.append(([f"{prefix}__{key}"], item))
     return pairs
 
 
