@@ -21,9 +21,10 @@ from asgn3.data_paths import KIT_DIR
 sys.path.insert(0, str(KIT_DIR))
 
 from bench.common import median_seconds  # noqa: E402
-from staff.grade import Grader, student_files  # noqa: E402
+from staff.grade import Grader  # noqa: E402
 from staff.markers import stub_source  # noqa: E402
 from staff.sandbox import isolation  # noqa: E402
+from staff.submission import student_files  # noqa: E402
 
 
 def submission(folder, stubs):

@@ -1,8 +1,8 @@
 """Grade submissions: `python -m staff.grade SUBMISSION.zip --json OUT.json`, or a folder of zips.
 
 One submission: the zip is checked and extracted (staff/safezip.py) into a private temporary folder; a
-sandbox kit is assembled from the master's infrastructure and the submission's student files (the files
-with marked regions; a missing one is replaced by its stub); the hidden checks of the manifest's
+sandbox kit is assembled from the master's infrastructure and the submission's student files
+(staff/submission.py; a missing one is replaced by its stub); the hidden checks of the manifest's
 questions (staff/questions/) run their jobs on the reference in one trusted process and on the
 submission in the sandbox (staff/sandbox.py), one process per check, two at a time, through the job
 files of staff/protocol.py; the judging (staff/judging.py) happens here on plain arrays. The result is
@@ -10,15 +10,18 @@ printed as a table and written in the shape of Gradescope's results.json (staff/
 
 A folder (`--batch DIR`): every *.zip in it is graded on Dask (staff/batch.py), one task per submission,
 into a resumable CSV gradebook (and one JSON per submission).
-Programmatic use: `grade_one(zip_path, ...)` returns the result dict; `Grader(zip_path, ...).grade()`.
+The result's extra_data holds the seed and the kit version: grading again with that seed on that kit
+gives the same result. Programmatic use: `grade_one(zip_path, ...)` returns the result dict, as does
+`Grader(zip_path, ...).grade()`.
 """
 
 import argparse
+import functools
+import hashlib
+import importlib.metadata
 import json
 import os
-import re
 import secrets
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,10 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
-from asgn3.assignment import graded_modules, handed_in_notebooks
 from asgn3.data_paths import KIT_DIR
 from staff.judging import Context, Failed, job_modules, run_judge
-from staff.markers import splice_with_lines, stub_source
 from staff.protocol import Job, Outcome, read_outcomes, write_jobs
 from staff.questions import build_checks
 from staff.report import format_table, test_entry
@@ -45,90 +46,11 @@ from staff.sandbox import (
     require_safe,
     run_untrusted,
 )
+from staff.submission import RUNNER, build_sandbox_kit, notebook_note, student_files, your_lines
 
-STAFF_DIR = Path(__file__).resolve().parent
-RUNNER = "staff/runner.py"  # in the master and in the sandbox kit, next to the protocol it speaks
-RUNNER_FILES = ("__init__.py", "protocol.py", "runner.py")
 REFERENCE_LIMITS = Limits(cpu_seconds=300, wall_seconds=300, memory_mb=4096, processes=64)
 IMPORT_LIMITS = Limits(cpu_seconds=10, wall_seconds=12)  # importing a student module must be quick
 BUDGET_SECONDS = 180.0  # a whole submission; an honest one takes about 30 s on two busy cores
-MAX_NOTEBOOK_BYTES = 20 << 20
-
-
-# -- the kit the submission runs in --------------------------------------------------------------------
-
-
-def find_package(root):
-    """The submission's asgn3 folder (at the root, or the one shallowest folder of that name), or None."""
-    return locate_package(root, student_files(), scratch=None)[0]
-
-
-def student_files():
-    """The files students write (the modules of the manifest's graded functions), as relative paths."""
-    return sorted(module.replace(".", "/") + ".py" for module in graded_modules())
-
-
-def build_sandbox_kit(package, out_dir, kit_dir=KIT_DIR):
-    """Assemble the kit the submission runs in; returns ({student file: how it was taken}, line maps).
-
-    The master's infrastructure (every asgn3 .py without marked regions, and the compiled extension)
-    is copied as it is, so a submission cannot replace it. In a file with marked regions, the student's
-    regions are spliced into the master's current file (markers.splice_regions: infrastructure fixed
-    after the release still applies, and the student's own top-level helpers are kept); a file whose
-    regions do not correspond is used whole, and a missing file is the release stub. New .py files of
-    the submission (its own helpers) are added; nothing else of it is copied. The line maps, {file
-    under asgn3/: {kit line: the student's line}}, point errors back into the student's own files.
-    """
-    out_dir = Path(out_dir)
-    master = Path(kit_dir) / "asgn3"
-    own = set(student_files())
-    provenance, line_maps = {}, {}
-    for path in master.rglob("*"):
-        rel = path.relative_to(kit_dir).as_posix()
-        if "build" in path.relative_to(master).parts or "__pycache__" in rel or not path.is_file():
-            continue
-        if path.suffix not in (".py", ".so", ".pyd"):
-            continue
-        target = out_dir / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        submitted = package / path.relative_to(master) if package else None
-        if rel in own and submitted is not None and submitted.is_file():
-            text = submitted.read_text(encoding="utf-8", errors="replace")
-            spliced, note, lines = splice_with_lines(path.read_text(encoding="utf-8"), text, rel)
-            target.write_text(spliced, encoding="utf-8")
-            line_maps[path.relative_to(master).as_posix()] = lines
-            provenance[rel] = f"submitted: {note}"
-        elif rel in own:
-            target.write_text(stub_source(path.read_text(encoding="utf-8"), rel), encoding="utf-8")
-            provenance[rel] = "missing (stub used)"
-        else:
-            shutil.copyfile(path, target)
-    if package:
-        for path in package.rglob("*.py"):
-            target = out_dir / "asgn3" / path.relative_to(package)
-            if not target.exists() and "build" not in path.relative_to(package).parts:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(path, target)
-    (out_dir / "staff").mkdir()
-    for name in RUNNER_FILES:
-        shutil.copyfile(STAFF_DIR / name, out_dir / "staff" / name)
-    for path in [out_dir, *out_dir.rglob("*")]:
-        os.chmod(path, 0o755 if path.is_dir() else 0o644)
-    return provenance, line_maps
-
-
-def your_lines(error, line_maps):
-    """An error text whose kit locations (`rnn_layers.py:57 in f`) point into the student's own files."""
-
-    def mapped(match):
-        name, line = match[1], int(match[2])
-        if name not in line_maps:
-            return match[0]
-        if line in line_maps[name]:
-            return f"your asgn3/{name}:{line_maps[name][line]}"
-        return f"asgn3/{name}:{line} (kit code)"
-
-    return re.sub(r"(?<![\w/.])((?:\w+/)*\w+\.py):(\d+)", mapped, error)
 
 
 # -- running jobs ----------------------------------------------------------------------------------------
@@ -207,14 +129,16 @@ class Grader:
                 tests, notes = self._refused(why + ": tell the staff"), [why]
         score = round(sum(test["score"] for test in tests), 2)
         accepted = "".join(f"; RISK ACCEPTED: {name}" for name in accepted_risks())
+        version, seconds = kit_version(), time.monotonic() - start
         notes.append(
-            f"sandbox: {isolation()}{accepted}; seed {self.seed}; graded in {time.monotonic() - start:.1f} s"
+            f"sandbox: {isolation()}{accepted}; seed {self.seed}; kit {version}; graded in {seconds:.1f} s"
         )
         return {
             "score": score,
-            "execution_time": round(time.monotonic() - start, 1),
+            "execution_time": round(seconds, 1),
             "output": "\n".join(notes),
             "tests": tests,
+            "extra_data": {"seed": self.seed, "kit_version": version},  # a regrade with both reproduces this
         }
 
     def _refused(self, reason):
@@ -333,25 +257,19 @@ class Grader:
         return run_trusted(jobs, self.trusted / f"evaluate{self._evaluations}")
 
 
-def notebook_note(root):
-    """Which of the manifest's notebooks the submission holds, and whether they were executed."""
-    parts = []
-    for name in handed_in_notebooks():
-        found = sorted(Path(root).rglob(name), key=lambda p: len(p.parts))
-        if not found:
-            parts.append(f"{name} missing")
-            continue
-        if found[0].stat().st_size > MAX_NOTEBOOK_BYTES:
-            parts.append(f"{name} too large to read ({found[0].stat().st_size >> 20} MB: clear big outputs)")
-            continue
-        try:
-            cells = json.loads(found[0].read_text(encoding="utf-8", errors="replace")).get("cells", [])
-            executed = any(c.get("execution_count") for c in cells if isinstance(c, dict))
-        except (ValueError, OSError, AttributeError, TypeError, RecursionError):
-            parts.append(f"{name} is not a valid notebook (not JSON with cells): save it again from Jupyter")
-            continue
-        parts.append(f"{name} {'executed' if executed else 'NOT executed'}")
-    return "notebooks: " + ", ".join(parts)
+@functools.cache
+def kit_version():
+    """The master this grader runs: the package version and a digest of the code that grades (asgn3 and
+    staff .py files), plus the git commit when the master is a checkout."""
+    digest = hashlib.sha256()
+    for path in sorted([*(KIT_DIR / "asgn3").rglob("*.py"), *(KIT_DIR / "staff").rglob("*.py")]):
+        if "build" not in path.relative_to(KIT_DIR).parts:
+            digest.update(path.relative_to(KIT_DIR).as_posix().encode() + b"\0" + path.read_bytes())
+    commit = subprocess.run(
+        ["git", "-C", str(KIT_DIR), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    version = f"asgn3 {importlib.metadata.version('asgn3')}, code sha256:{digest.hexdigest()[:16]}"
+    return version + (f", git {commit}" if commit else "")
 
 
 def grade_one(

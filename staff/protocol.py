@@ -238,7 +238,7 @@ def read_jobs(job_dir):
         yield spec["id"], spec["task"], spec.get("options", {}), arrays
 
 
-def _plain(value):
+def plain_array(value):
     """A returned value as a plain numeric ndarray (None stays None; objects are refused)."""
     if value is None:
         return None
@@ -250,7 +250,7 @@ def _plain(value):
 
 def write_outcome(job_dir, index, outputs):
     """Write a finished job's outputs ({name: array or None}); None outputs are reported as missing."""
-    plain = {key: _plain(value) for key, value in outputs.items()}
+    plain = {key: plain_array(value) for key, value in outputs.items()}
     np.savez(output_path(job_dir, index), **{key: value for key, value in plain.items() if value is not None})
     missing = sorted(key for key, value in plain.items() if value is None)
     status_path(job_dir, index).write_text(json.dumps({"ok": True, "missing": missing}))

@@ -11,8 +11,8 @@ import pytest
 
 from asgn3.assignment import handed_in_notebooks
 from asgn3.data_paths import KIT_DIR
-from staff.grade import find_package
 from staff.safezip import check_zip
+from staff.submission import find_package
 
 SCRIPT = KIT_DIR / "collectSubmission.sh"
 NOTEBOOKS = list(handed_in_notebooks())

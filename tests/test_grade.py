@@ -28,9 +28,10 @@ from staff.markers import find_regions, stub_source
 from staff.questions import build_checks
 from staff.report import question_scores
 from staff.safezip import SubmissionError, check_zip, extract_zip
+from staff.submission import student_files
 
 SEED = 20261128
-STUDENT_FILES = grade.student_files()
+STUDENT_FILES = student_files()
 
 
 def copy_reference(folder):
@@ -120,6 +121,7 @@ def test_reference_scores_100_with_json_and_table(reference_zip, tmp_path, capsy
     table = capsys.readouterr().out
     assert f"TOTAL: {total_points(extra_credit=True):g} / 100" in table  # extra credit adds to the score
     assert "Q4 image generation: 15 / 15" in table
+    assert result["extra_data"]["seed"] == SEED
 
 
 def test_released_stubs_score_zero_saying_not_implemented(tmp_path):

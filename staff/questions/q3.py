@@ -3,7 +3,7 @@ the model (5)."""
 
 import numpy as np
 
-from staff.judging import VALUE_TOL, Failed, HiddenCheck, compare, image_shape_ok, normal, value
+from staff.judging import VALUES, Failed, HiddenCheck, compare, image_shape_ok, normal, value, verdict
 from staff.protocol import Job
 from staff.questions.cnn import call_on_cnn, cnn_options, scores_on_cnn
 
@@ -20,7 +20,7 @@ def saliency_check(rng):
 
     def judge(ctx):
         got = value(ctx.student[0], "out", "compute_saliency_maps")
-        return 1.0, compare("compute_saliency_maps", got, ctx.reference[0].arrays["out"], VALUE_TOL)
+        return 1.0, compare("compute_saliency_maps", got, [(VALUES, ctx.reference[0].arrays["out"])])
 
     return HiddenCheck("Q3", "compute_saliency_maps values", 5, [job], [job], judge)
 
@@ -44,12 +44,14 @@ def fooling_check(rng):
         scored = ctx.evaluate([scores_on_cnn(init_seed, image)])[0]
         predicted = int(np.argmax(scored.arrays["scores"][0]))
         change = np.linalg.norm(image - X) / np.linalg.norm(X)
+        fooled = predicted == target
+        changed_little, line = verdict("make_fooling_image", "relative change of the image", change, 0.2)
         text = (
-            f"make_fooling_image: the model predicts class {predicted} for the image (target {target}); "
-            f"relative change of the image {change:.3f} (needs < 0.2)"
+            f"make_fooling_image: the model predicts class {predicted} for the image (target {target}) "
+            f"{'OK' if fooled else 'FAIL'}\n{line}"
         )
-        if predicted != target or not change < 0.2:
+        if not (fooled and changed_little):
             raise Failed(text)
-        return 1.0, text + " OK"
+        return 1.0, text
 
     return HiddenCheck("Q3", "make_fooling_image fools the model", 5, student, [prepare], judge)

@@ -1,0 +1,170 @@
+"""The hidden checks tell correct from incorrect whatever the seed (issue 17).
+
+Every check passes on the reference and on an independent correct implementation in another style
+(tests/independent_solution.py), with every comparison at least 10 times below its bound; the known
+wrong implementations fail. The checks run in this process through staff/sweep.py (the grader's
+judging, without the sandbox). The always-run tests sweep a few seeds; the slow ones 200 seeds of the
+cheap checks and 50 of the expensive ones (the overfit runs, the fooling image, the image generators).
+"""
+
+import json
+import sys
+import types
+import zipfile
+
+import independent_solution
+import numpy as np
+import pytest
+
+from asgn3.assignment import graded_modules
+from asgn3.data_paths import KIT_DIR
+from staff import grade
+from staff.judging import norm_error
+from staff.sweep import format_worst, sweep
+
+INDEPENDENT = dict.fromkeys(graded_modules(), "independent_solution")
+EXPENSIVE = ("overfit", "fools the model", "same seed as the reference")
+
+
+def is_expensive(check):
+    return any(part in check.name for part in EXPENSIVE)
+
+
+def sweep_both(cheap_seeds, expensive_seeds, modules=None):
+    """Sweep the cheap and the expensive checks; print the table; returns (rows, failures)."""
+    rows, failures = sweep(cheap_seeds, modules=modules, select=lambda check: not is_expensive(check))
+    more_rows, more_failures = sweep(expensive_seeds, modules=modules, select=is_expensive)
+    rows = sorted(rows + more_rows, key=lambda row: row.margin)
+    print(format_worst(rows))
+    return rows, failures + more_failures
+
+
+def assert_wide_margins(rows, failures):
+    assert failures == []
+    # the comparisons with the reference and the numeric gradients: 10x below their bounds at least
+    comparisons = [row for row in rows if "relative error" in row.measure or "excess loss" in row.measure]
+    assert len(comparisons) > 100
+    assert min(row.margin for row in comparisons) >= 10, [r for r in comparisons if r.margin < 10]
+
+
+@pytest.mark.parametrize("modules", [None, INDEPENDENT], ids=["reference", "independent"])
+def test_every_check_passes_with_a_wide_margin(modules):
+    assert_wide_margins(*sweep_both(range(3), range(1), modules))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("modules", [None, INDEPENDENT], ids=["reference", "independent"])
+def test_every_check_passes_with_a_wide_margin_over_200_seeds(modules):
+    assert_wide_margins(*sweep_both(range(1000, 1200), range(1000, 1050), modules))
+
+
+# -- the known wrong implementations still fail --------------------------------------------------------
+
+
+def _embedding_overwrites(dout, cache):
+    x, shape = cache
+    dW = np.zeros(shape)
+    dW[x] = dout  # a repeated word keeps only its last gradient
+    return dW
+
+
+def _tanh_twice(dnext_h, cache):
+    x, prev_h, Wx, Wh, next_h = cache
+    da = dnext_h * (1 - np.tanh(next_h) ** 2)  # tanh applied to next_h, which is already a tanh
+    return da @ Wx.T, da @ Wh.T, x.T @ da, prev_h.T @ da, da.sum(axis=0)
+
+
+def _db_off_by_a_millionth(dnext_h, cache):
+    *grads, db = independent_solution.rnn_step_backward(dnext_h, cache)
+    return (*grads, db * (1 + 1e-6))
+
+
+def _mean_over_the_mask(x, y, mask, verbose=False):
+    loss, dx = independent_solution.temporal_softmax_loss(x, y, mask)
+    return loss * x.shape[0] / mask.sum(), dx * x.shape[0] / mask.sum()
+
+
+def _cell_path_forgotten(dnext_h, dnext_c, cache):
+    return independent_solution.lstm_step_backward(dnext_h, np.zeros_like(dnext_c), cache)
+
+
+def _saliency_without_abs(X, y, model):
+    scores, cache = model.forward(X, mode="test")
+    dX, _ = model.backward(np.eye(scores.shape[1])[y], cache)
+    return dX.max(axis=1)
+
+
+WRONG = {
+    "word_embedding_backward overwrites repeated words": (
+        {"word_embedding_backward": _embedding_overwrites},
+        "word_embedding_backward gradients",
+    ),
+    "rnn_step_backward differentiates tanh wrongly": (
+        {"rnn_step_backward": _tanh_twice},
+        "rnn_step_backward gradients",
+    ),
+    "rnn_step_backward's db off by one part in a million": (
+        {"rnn_step_backward": _db_off_by_a_millionth},
+        "rnn_step_backward gradients",
+    ),
+    "sigmoid overflows": ({"sigmoid": lambda x: 1 / (1 + np.exp(-x))}, "sigmoid values"),
+    "temporal_softmax_loss divides by the mask's count": (
+        {"temporal_softmax_loss": _mean_over_the_mask},
+        "temporal_softmax_loss loss and dx",
+    ),
+    "lstm_step_backward ignores dnext_c": (
+        {"lstm_step_backward": _cell_path_forgotten},
+        "lstm_step_backward gradients",
+    ),
+    "saliency without the absolute value": (
+        {"compute_saliency_maps": _saliency_without_abs},
+        "compute_saliency_maps values",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(WRONG))
+def test_a_known_wrong_implementation_fails_at_every_seed(name, monkeypatch):
+    overrides, check_name = WRONG[name]
+    module = types.ModuleType("wrong_solution")
+    module.__dict__.update({k: v for k, v in vars(independent_solution).items() if not k.startswith("__")})
+    module.__dict__.update(overrides)
+    monkeypatch.setitem(sys.modules, "wrong_solution", module)
+    seeds = range(20)
+    _, failures = sweep(
+        seeds,
+        modules=dict.fromkeys(graded_modules(), "wrong_solution"),
+        select=lambda c: c.name == check_name,
+    )
+    print(f"{name}: {failures[0][2] if failures else 'passed'}")
+    assert [seed for seed, _, _ in failures] == list(seeds)
+
+
+def test_norm_error_is_relative_to_the_whole_array():
+    want = np.array([1.0, 1e-12, -2.0])
+    assert norm_error(want, want) == 0 and norm_error(np.zeros(3), np.zeros(3)) == 0
+    assert norm_error(want + [0, 1e-11, 0], want) < 1e-11  # a near-zero entry's rounding does not count
+    assert norm_error(-want, want) == 1
+
+
+# -- the seed of issue 17 -------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_seed_of_issue_17_scores_full_and_the_result_names_seed_and_kit(tmp_path):
+    """`--seed 2208092954 --only Q2` took half a point from the reference; the JSON records what regrades."""
+    zip_path = tmp_path / "reference.zip"
+    with zipfile.ZipFile(zip_path, "w") as archive:
+        for path in (KIT_DIR / "asgn3").rglob("*.py"):
+            if "build" not in path.relative_to(KIT_DIR).parts:
+                archive.write(path, path.relative_to(KIT_DIR).as_posix())
+    assert (
+        grade.main(
+            [str(zip_path), "--seed", "2208092954", "--only", "Q2", "--json", str(tmp_path / "r.json")]
+        )
+        == 0
+    )
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["score"] == 35, [t["output"] for t in result["tests"] if t["status"] != "passed"]
+    assert result["extra_data"]["seed"] == 2208092954
+    assert result["extra_data"]["kit_version"] == grade.kit_version() and "sha256:" in grade.kit_version()
