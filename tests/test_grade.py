@@ -103,6 +103,7 @@ def reference_zip(tmp_path_factory):
     return zip_folder(folder, folder.parent / "reference.zip")
 
 
+@pytest.mark.slow  # whole gradings: over 10 s
 def test_reference_scores_100_with_json_and_table(reference_zip, tmp_path, capsys):
     start = time.monotonic()
     assert grade.main([str(reference_zip), "--json", str(tmp_path / "out.json"), "--seed", str(SEED)]) == 0
@@ -124,6 +125,7 @@ def test_reference_scores_100_with_json_and_table(reference_zip, tmp_path, capsy
     assert result["extra_data"]["seed"] == SEED
 
 
+@pytest.mark.slow  # whole gradings: over 10 s
 def test_released_stubs_score_zero_saying_not_implemented(tmp_path):
     folder = tmp_path / "stubs"
     copy_reference(folder)
@@ -293,6 +295,7 @@ def test_a_hang_costs_only_its_own_check(tmp_path):
     assert "MemoryError" in fooling["output"]
 
 
+@pytest.mark.slow  # whole gradings: over 10 s
 def test_a_module_that_hangs_at_import_costs_one_timeout(tmp_path):
     folder = copy_reference(tmp_path / "hangs")
     path = folder / RNN
@@ -450,6 +453,7 @@ def test_extract_writes_only_inside_the_folder(tmp_path):
 # -- batch mode ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # whole gradings: over 10 s
 def test_batch_grades_a_folder_into_a_csv_gradebook(tmp_path, reference_zip):
     folder = tmp_path / "class"
     folder.mkdir()

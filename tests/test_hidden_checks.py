@@ -20,6 +20,8 @@ from asgn3.assignment import graded_modules
 from asgn3.data_paths import KIT_DIR
 from staff import grade
 from staff.judging import norm_error
+from staff.questions import build_checks
+from staff.report import question_scores
 from staff.sweep import format_worst, sweep
 
 INDEPENDENT = dict.fromkeys(graded_modules(), "independent_solution")
@@ -150,21 +152,32 @@ def test_norm_error_is_relative_to_the_whole_array():
 # -- the seed of issue 17 -------------------------------------------------------------------------------
 
 
+def test_a_questions_inputs_do_not_depend_on_the_others_or_on_only():
+    """Each question draws from its own stream of the seed: `--only Q2` grades Q2 on the inputs of a
+    full grading, and a question added to the manifest changes no other question's inputs."""
+
+    def arrays(checks):
+        return [[job.arrays for job in check.reference] for check in checks]
+
+    full = [check for check in build_checks(2208092954) if check.question == "Q2"]
+    alone = build_checks(2208092954, only=["Q2"])
+    assert [c.name for c in full] == [c.name for c in alone]
+    for a, b in zip(arrays(full), arrays(alone), strict=True):
+        for x, y in zip(a, b, strict=True):
+            assert x.keys() == y.keys() and all(np.array_equal(x[k], y[k]) for k in x)
+
+
 @pytest.mark.slow
 def test_the_seed_of_issue_17_scores_full_and_the_result_names_seed_and_kit(tmp_path):
-    """`--seed 2208092954 --only Q2` took half a point from the reference; the JSON records what regrades."""
+    """The seed 2208092954 took half a point of Q2 from the reference; the JSON records what regrades."""
     zip_path = tmp_path / "reference.zip"
     with zipfile.ZipFile(zip_path, "w") as archive:
         for path in (KIT_DIR / "asgn3").rglob("*.py"):
             if "build" not in path.relative_to(KIT_DIR).parts:
                 archive.write(path, path.relative_to(KIT_DIR).as_posix())
-    assert (
-        grade.main(
-            [str(zip_path), "--seed", "2208092954", "--only", "Q2", "--json", str(tmp_path / "r.json")]
-        )
-        == 0
-    )
+    assert grade.main([str(zip_path), "--seed", "2208092954", "--json", str(tmp_path / "r.json")]) == 0
     result = json.loads((tmp_path / "r.json").read_text())
-    assert result["score"] == 35, [t["output"] for t in result["tests"] if t["status"] != "passed"]
+    assert result["score"] == 100, [t["output"] for t in result["tests"] if t["status"] != "passed"]
+    assert question_scores(result)["Q2"] == [35, 35]
     assert result["extra_data"]["seed"] == 2208092954
     assert result["extra_data"]["kit_version"] == grade.kit_version() and "sha256:" in grade.kit_version()

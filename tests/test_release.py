@@ -269,6 +269,7 @@ def test_the_released_kit_imports_and_its_stubs_return_none(released):
     assert values.strip() == "(None, None)"
 
 
+@pytest.mark.slow  # a notebook kernel: over 10 s
 @pytest.mark.parametrize("notebook", ["RNN_Captioning.ipynb", "ImageGradients.ipynb"])
 def test_a_released_notebook_stops_at_the_first_stub_saying_not_implemented(released, notebook, tmp_path):
     """Run as a student would after `bash kit.sh setup` (the built default data linked in)."""
