@@ -392,7 +392,7 @@ while True:
     "monkeypatches the runner to report success": """
 import sys
 for module in list(sys.modules.values()):
-    for name in ("write_outcome", "_plain", "write_failure"):
+    for name in ("write_outcome", "plain_array", "write_failure"):
         if hasattr(module, name):
             setattr(module, name, lambda *args, **kwargs: None)
 import numpy
