@@ -10,6 +10,8 @@ import numpy as np
 from staff.judging import IMAGES, HiddenCheck, compare, image_shape_ok, normal, value
 from staff.questions.cnn import call_on_cnn
 
+GD = {"step": "gd"}
+
 
 def checks(rng):
     """The table of Q4's checks, with fresh inputs from rng."""
@@ -21,8 +23,8 @@ def checks(rng):
     layer, target, seed = int(rng.integers(1, 3)), int(rng.integers(10)), int(rng.integers(1 << 30))
     table = [  # function, its inputs (array names or values), its keyword arguments
         ("create_class_visualization", [target], {"learning_rate": 100.0, "num_iterations": 8}),
-        # the plain step shows the gradient's scale too (Adam, the default, hides it)
-        ("invert_features", ["target_feats", layer], {"learning_rate": 1e-2, "num_iterations": 8, "step": "gd"}),
+        # the plain step "gd" shows the gradient's scale too (Adam, the default, hides it)
+        ("invert_features", ["target_feats", layer], {"learning_rate": 1e-2, "num_iterations": 8, **GD}),
         ("deepdream", ["X", layer], {"learning_rate": 5.0, "num_iterations": 6}),
     ]
     checks = []
