@@ -16,7 +16,7 @@ import independent_solution
 import numpy as np
 import pytest
 
-from asgn3.assignment import graded_modules
+from asgn3.assignment import graded_modules, total_points
 from asgn3.data_paths import KIT_DIR
 from staff import grade
 from staff.judging import job_modules, norm_error
@@ -189,7 +189,8 @@ def test_the_seed_of_issue_17_scores_full_and_the_result_names_seed_and_kit(tmp_
                 archive.write(path, path.relative_to(KIT_DIR).as_posix())
     assert grade.main([str(zip_path), "--seed", "2208092954", "--json", str(tmp_path / "r.json")]) == 0
     result = json.loads((tmp_path / "r.json").read_text())
-    assert result["score"] == 100, [t["output"] for t in result["tests"] if t["status"] != "passed"]
+    failed = [t["output"] for t in result["tests"] if t["status"] != "passed"]
+    assert failed == [] and result["score"] == total_points(extra_credit=True)  # 100, and the extra credit
     assert question_scores(result)["Q2"] == [35, 35]
     assert result["extra_data"]["seed"] == 2208092954
     assert result["extra_data"]["kit_version"] == grade.kit_version() and "sha256:" in grade.kit_version()
