@@ -8,9 +8,9 @@ scores, which the softmax ignores, so its gradient is zero and a relative error 
 
 import numpy as np
 
+from asgn3.notebook_checks import rel_error
 from staff.judging import (
-    GRAD_TOL,
-    VALUE_TOL,
+    Criterion,
     Failed,
     HiddenCheck,
     call_job,
@@ -25,6 +25,11 @@ from staff.judging import (
 from staff.protocol import Job
 from staff.questions.recurrent import random_captions, vocabulary
 from staff.sandbox import Limits
+
+# the bounds this question was written with (the grader's former VALUE_TOL and GRAD_TOL and their
+# measures), not yet swept with staff.sweep
+LOSS = Criterion("relative error", rel_error, 1e-6)
+NUMERIC_ENTRIES = Criterion("relative error to the numeric gradient", gradient_error, 1e-5)
 
 LAYERS = "asgn3.transformer_layers"
 MODEL = "asgn3.classifiers.transformer"
@@ -67,13 +72,12 @@ def backward_check(points, name, forward, backward, arrays, inputs, bwd_outputs,
         def total(outputs):
             return lambda: sum(np.asarray(value(ctx.student[0], key, backward)) for key in outputs)
 
+        numeric = ctx.reference[0].arrays
         return compare_many(
             [
-                (f"{backward} {' + '.join(outputs)}", total(outputs), ctx.reference[0].arrays[f"num_{array}"])
-                for outputs, array in pairs
-            ],
-            GRAD_TOL,
-            gradient_error,
+                (f"{backward} {' + '.join(o)}", total(o), [(NUMERIC_ENTRIES, numeric[f"num_{array}"])])
+                for o, array in pairs
+            ]
         )
 
     return HiddenCheck("Q5", name, points, [student], [reference], judge)
@@ -236,6 +240,9 @@ def error_over_scale(got, want):
     return float(np.abs(got - want).max(initial=0.0) / max(np.abs(want).max(initial=0.0), 1e-12))
 
 
+OVER_SCALE = Criterion("difference over the gradient's scale", error_over_scale, 1e-5)
+
+
 def model_checks(rng):
     """CaptioningTransformer.loss: value and gradients on 3 grid cells per image; overfitting."""
     arrays = {
@@ -253,18 +260,18 @@ def model_checks(rng):
 
     def judge_loss(ctx):
         got = value(ctx.student[0], "loss", label)
-        return 1.0, compare(f"{label} loss", got, ctx.reference[0].arrays["loss"], VALUE_TOL)
+        return 1.0, compare(f"{label} loss", got, [(LOSS, ctx.reference[0].arrays["loss"])])
 
     def judge_grads(ctx):
         pairs = [
             (
                 f"{label} grads[{key!r}]",
                 lambda key=key: value(ctx.student[0], f"grad_{key}", label),
-                ctx.reference[0].arrays[f"num_{key}"],
+                [(OVER_SCALE, ctx.reference[0].arrays[f"num_{key}"])],
             )
             for key in params
         ]
-        return compare_many(pairs, GRAD_TOL, error_over_scale)
+        return compare_many(pairs)
 
     return [
         HiddenCheck("Q5", f"{label} value", 1, [loss_job], [loss_job], judge_loss),
