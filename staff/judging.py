@@ -99,17 +99,6 @@ def norm_error(got, want):
     return float(np.linalg.norm(got - want) / scale) if scale > 0 else 0.0
 
 
-def gradient_error(got, want):
-    """Largest relative error of a gradient, each entry relative to max(|got| + |want|, 1e-4 * scale).
-
-    The former measure of every gradient check, kept for the questions whose bounds were chosen with it
-    (Q5) until a sweep measures them with norm_error.
-    """
-    got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
-    floor = max(1e-4 * float(np.max(np.abs(want), initial=0.0)), 1e-8)
-    return float(np.max(np.abs(got - want) / np.maximum(np.abs(got) + np.abs(want), floor), initial=0.0))
-
-
 @dataclass(frozen=True)
 class Criterion:
     """How an answer is measured against an expected array, and the bound it must stay below."""

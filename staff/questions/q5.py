@@ -1,22 +1,25 @@
 """Q5 Transformer captioning (15 points, extra credit): layer normalization (3), multi-head attention with
 a causal mask (5), the decoder layer (3), and CaptioningTransformer.loss (3) and overfitting (1).
 
-Values are compared with the reference on fresh inputs; gradients with numeric gradients of the reference
-forward. The key bias bk is left out of the gradient comparisons: it adds one constant to a row of
-scores, which the softmax ignores, so its gradient is zero and a relative error means nothing there.
+Judged like Q1-Q4 (staff/judging.py): values against the reference's on fresh float64 inputs, analytic
+gradients against the reference's analytic gradients, and against numeric gradients of the reference
+forward as a second opinion. The key bias bk adds one constant to a row of scores, which the softmax
+ignores, so its gradient is zero by construction: a relative error means nothing there, so it is checked
+to be zero next to the scale of the other gradients instead.
 """
 
 import numpy as np
 
-from asgn3.notebook_checks import rel_error
 from staff.judging import (
+    ANALYTIC,
+    NUMERIC,
+    VALUES,
     Criterion,
     Failed,
     HiddenCheck,
     call_job,
     compare,
     compare_many,
-    gradient_error,
     normal,
     numgrad_job,
     value,
@@ -26,10 +29,9 @@ from staff.protocol import Job
 from staff.questions.recurrent import random_captions, vocabulary
 from staff.sandbox import Limits
 
-# the bounds this question was written with (the grader's former VALUE_TOL and GRAD_TOL and their
-# measures), not yet swept with staff.sweep
-LOSS = Criterion("relative error", rel_error, 1e-6)
-NUMERIC_ENTRIES = Criterion("relative error to the numeric gradient", gradient_error, 1e-5)
+# The key bias's gradient, zero by construction, may carry rounding only: its largest entry, over the
+# largest entry of all the other gradients of the check, stays below this (correct answers: ~1e-16)
+ZERO_BOUND = 1e-8
 
 LAYERS = "asgn3.transformer_layers"
 MODEL = "asgn3.classifiers.transformer"
@@ -47,14 +49,45 @@ def attention_arrays(rng, prefix):
     return arrays, {key: f"{prefix}{key}" for key in ATTENTION_KEYS}
 
 
+def is_key_bias(name):
+    """Whether an array or parameter name is an attention's key bias (bk), whose gradient is zero."""
+    return name.endswith("bk")
+
+
+def zero_gradient(scale):
+    """The Criterion of a gradient zero by construction: its largest entry over `scale`, the largest
+    entry of the check's other gradients (in the reference's answer)."""
+
+    def largest_over_scale(got, _):
+        return float(np.abs(got).max(initial=0.0) / max(scale, 1e-300))
+
+    return Criterion("largest entry over the other gradients' largest", largest_over_scale, ZERO_BOUND)
+
+
+def gradient_items(label, got, analytic, numeric, names, prefix=""):
+    """compare_many items of the gradients `names`, each shown as <label> <prefix><name>: got(name) (the
+    submission's) against analytic[name] (the reference's) and numeric[name]; the key bias's checked to
+    be zero next to the largest of the others."""
+    scale = max(float(np.abs(analytic[name]).max(initial=0.0)) for name in names if not is_key_bias(name))
+    items = []
+    for name in names:
+        if is_key_bias(name):
+            expected = [(zero_gradient(scale), analytic[name])]
+        else:
+            expected = [(ANALYTIC, analytic[name]), (NUMERIC, numeric[name])]
+        items.append((f"{label} {prefix}{name}", lambda name=name: got(name), expected))
+    return items
+
+
 def backward_check(points, name, forward, backward, arrays, inputs, bwd_outputs, pairs, **kw):
-    """The submission's backward pass against numeric gradients of the reference forward (the upstream
-    gradient is the array 'dout' of the forward's first output).
+    """The submission's backward pass against the reference's on the same inputs, and against numeric
+    gradients of the reference forward (the upstream gradient is the array 'dout' of the forward's first
+    output).
 
     bwd_outputs: names of the backward's return values in order (a returned params dict comes back as
-    <name>__<key>); pairs: (the submission's outputs to add up, the input array they are the gradient of).
+    <name>__<key>); pairs: (the backward's outputs to add up, the input array they are the gradient of).
     """
-    student = call_job(
+    job = call_job(
         LAYERS,
         forward,
         arrays,
@@ -65,31 +98,31 @@ def backward_check(points, name, forward, backward, arrays, inputs, bwd_outputs,
         bwd_outputs=bwd_outputs,
         **kw,
     )
-    wrt = [array for _, array in pairs]
-    reference = numgrad_job(LAYERS, forward, arrays, inputs, ["out", None], {"out": "dout"}, wrt, **kw)
+    wrt = [array for _, array in pairs if not is_key_bias(array)]
+    numeric = numgrad_job(LAYERS, forward, arrays, inputs, ["out", None], {"out": "dout"}, wrt, **kw)
+    outputs_of = {array: outputs for outputs, array in pairs}
 
     def judge(ctx):
-        def total(outputs):
-            return lambda: sum(np.asarray(value(ctx.student[0], key, backward)) for key in outputs)
+        def total(outcome, array):
+            return sum(
+                np.asarray(value(outcome, key, backward), dtype=np.float64) for key in outputs_of[array]
+            )
 
-        numeric = ctx.reference[0].arrays
-        return compare_many(
-            [
-                (f"{backward} {' + '.join(o)}", total(o), [(NUMERIC_ENTRIES, numeric[f"num_{array}"])])
-                for o, array in pairs
-            ]
-        )
+        analytic = {array: total(ctx.reference[0], array) for array in outputs_of}
+        numeric = {array: ctx.reference[1].arrays[f"num_{array}"] for array in wrt}
+        got = lambda array: total(ctx.student[0], array)  # noqa: E731
+        return compare_many(gradient_items(backward, got, analytic, numeric, list(outputs_of), prefix="d"))
 
-    return HiddenCheck("Q5", name, points, [student], [reference], judge)
+    return HiddenCheck("Q5", name, points, [job], [job, numeric], judge)
 
 
 def params_pairs(spec, prefix="dparams"):
-    """(outputs, array) pairs of a params spec's gradients, bk left out (see the module docstring)."""
+    """(outputs, array) pairs of a params spec's gradients."""
     pairs = []
     for key, item in spec.items():
         if isinstance(item, dict):
             pairs += params_pairs(item, f"{prefix}__{key}")
-        elif key != "bk":
+        else:
             pairs.append(([f"{prefix}__{key}"], item))
     return pairs
 
@@ -231,18 +264,6 @@ def transformer_params(rng, sizes):
     return params
 
 
-def error_over_scale(got, want):
-    """Largest difference of a gradient over its largest expected entry. The loss of the model runs
-    through two layers and is ~10, so the numeric gradient's roundoff (~1e-10) is near the size of its
-    smallest entries: an entry-by-entry relative error there is noise (2e-5 on some correct answers),
-    while a wrong gradient misses by a good fraction of the whole."""
-    got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
-    return float(np.abs(got - want).max(initial=0.0) / max(np.abs(want).max(initial=0.0), 1e-12))
-
-
-OVER_SCALE = Criterion("difference over the gradient's scale", error_over_scale, 1e-5)
-
-
 def model_checks(rng):
     """CaptioningTransformer.loss: value and gradients on 3 grid cells per image; overfitting."""
     arrays = {
@@ -252,30 +273,24 @@ def model_checks(rng):
     }
     options = model_options(SIZES)
     loss_job = Job("captioning_loss", options, arrays)
-    params = [
-        key[len("param_") :] for key in arrays if key.startswith("param_") and not key.endswith("attn_bk")
-    ]
-    numgrad = Job("captioning_numgrad", {**options, "wrt": params}, arrays)
+    params = [key[len("param_") :] for key in arrays if key.startswith("param_")]
+    wrt = [key for key in params if not is_key_bias(key)]
+    numgrad = Job("captioning_numgrad", {**options, "wrt": wrt}, arrays)
     label = "CaptioningTransformer.loss"
 
     def judge_loss(ctx):
         got = value(ctx.student[0], "loss", label)
-        return 1.0, compare(f"{label} loss", got, [(LOSS, ctx.reference[0].arrays["loss"])])
+        return 1.0, compare(f"{label} loss", got, [(VALUES, ctx.reference[0].arrays["loss"])])
 
     def judge_grads(ctx):
-        pairs = [
-            (
-                f"{label} grads[{key!r}]",
-                lambda key=key: value(ctx.student[0], f"grad_{key}", label),
-                [(OVER_SCALE, ctx.reference[0].arrays[f"num_{key}"])],
-            )
-            for key in params
-        ]
-        return compare_many(pairs)
+        analytic = {key: ctx.reference[0].arrays[f"grad_{key}"] for key in params}
+        numeric = {key: ctx.reference[1].arrays[f"num_{key}"] for key in wrt}
+        got = lambda key: value(ctx.student[0], f"grad_{key}", label)  # noqa: E731
+        return compare_many(gradient_items(f"{label} grads", got, analytic, numeric, params))
 
     return [
         HiddenCheck("Q5", f"{label} value", 1, [loss_job], [loss_job], judge_loss),
-        HiddenCheck("Q5", f"{label} gradients", 2, [loss_job], [numgrad], judge_grads),
+        HiddenCheck("Q5", f"{label} gradients", 2, [loss_job], [loss_job, numgrad], judge_grads),
         overfit_check(rng),
     ]
 
