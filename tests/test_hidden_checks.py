@@ -12,6 +12,7 @@ import sys
 import types
 import zipfile
 
+import independent_extra_credit
 import independent_solution
 import numpy as np
 import pytest
@@ -24,10 +25,14 @@ from staff.questions import build_checks
 from staff.report import question_scores
 from staff.sweep import format_worst, sweep
 
-# the modules independent_solution implements (Q1-Q4); checks of other modules are left to the reference
-INDEPENDENT = dict.fromkeys(
-    ["asgn3.rnn_layers", "asgn3.classifiers.rnn", "asgn3.image_gradients"], "independent_solution"
-)
+# the modules the independent solutions implement (Q1-Q4, and Q5's layers and Q6); checks of other
+# modules (CaptioningTransformer) are left to the reference
+INDEPENDENT = {
+    **dict.fromkeys(
+        ["asgn3.rnn_layers", "asgn3.classifiers.rnn", "asgn3.image_gradients"], "independent_solution"
+    ),
+    **dict.fromkeys(["asgn3.transformer_layers", "asgn3.attribution"], "independent_extra_credit"),
+}
 EXPENSIVE = ("overfit", "fools the model", "same seed as the reference")
 
 
@@ -102,6 +107,38 @@ def _cell_path_forgotten(dnext_h, dnext_c, cache):
     return independent_solution.lstm_step_backward(dnext_h, np.zeros_like(dnext_c), cache)
 
 
+def _attention_without_the_scale(query, key, value, params, num_heads, attn_mask=None):
+    # scores q k^T instead of q k^T / sqrt(d): the same as the right attention with q scaled by sqrt(d)
+    root_d = np.sqrt(query.shape[-1] // num_heads)
+    scaled = {**params, "Wq": params["Wq"] * root_d, "bq": params["bq"] * root_d}
+    return independent_extra_credit.multihead_attention_forward(
+        query, key, value, scaled, num_heads, attn_mask
+    )
+
+
+def _softmax_then_mask(scores, mask):
+    # the masked weights zeroed after the softmax: the rows no longer add up to 1
+    return independent_extra_credit.masked_softmax(scores, None) * mask
+
+
+def _mask_after_the_softmax(query, key, value, params, num_heads, attn_mask=None):
+    return independent_extra_credit.attention_with(
+        _softmax_then_mask, query, key, value, params, num_heads, attn_mask
+    )
+
+
+def _layernorm_unbiased_variance(x, gamma, beta, ln_param):
+    centered = x - x.mean(axis=-1, keepdims=True)
+    x_hat = centered / np.sqrt(x.var(axis=-1, ddof=1, keepdims=True) + ln_param.get("eps", 1e-5))
+    return gamma * x_hat + beta, None
+
+
+def _dbk_as_dbq(dout, cache):
+    # a plausible slip: the key bias given the query bias's gradient instead of zero
+    *grads, dparams = independent_extra_credit.multihead_attention_backward(dout, cache)
+    return (*grads, {**dparams, "bk": dparams["bq"]})
+
+
 def _saliency_without_abs(X, y, model):
     scores, cache = model.forward(X, mode="test")
     dX, _ = model.backward(np.eye(scores.shape[1])[y], cache)
@@ -134,6 +171,22 @@ WRONG = {
         {"compute_saliency_maps": _saliency_without_abs},
         "compute_saliency_maps values",
     ),
+    "attention without the 1/sqrt(d) scale": (
+        {"multihead_attention_forward": _attention_without_the_scale},
+        "multihead_attention_forward values (causal self-attention)",
+    ),
+    "attention masked after the softmax": (
+        {"multihead_attention_forward": _mask_after_the_softmax},
+        "multihead_attention_forward values (causal self-attention)",
+    ),
+    "layer norm with the unbiased variance": (
+        {"layernorm_forward": _layernorm_unbiased_variance},
+        "layernorm_forward values",
+    ),
+    "attention's dbk not zero": (
+        {"multihead_attention_backward": _dbk_as_dbq},
+        "multihead_attention_backward gradients (cross-attention)",
+    ),
 }
 
 
@@ -141,7 +194,8 @@ WRONG = {
 def test_a_known_wrong_implementation_fails_at_every_seed(name, monkeypatch):
     overrides, check_name = WRONG[name]
     module = types.ModuleType("wrong_solution")
-    module.__dict__.update({k: v for k, v in vars(independent_solution).items() if not k.startswith("__")})
+    for solution in (independent_solution, independent_extra_credit):
+        module.__dict__.update({k: v for k, v in vars(solution).items() if not k.startswith("__")})
     module.__dict__.update(overrides)
     monkeypatch.setitem(sys.modules, "wrong_solution", module)
     seeds = range(20)
