@@ -1,10 +1,11 @@
 """The hidden checks tell correct from incorrect whatever the seed (issue 17).
 
 Every check passes on the reference and on an independent correct implementation in another style
-(tests/independent_solution.py), with every comparison at least 10 times below its bound; the known
-wrong implementations fail. The checks run in this process through staff/sweep.py (the grader's
-judging, without the sandbox). The always-run tests sweep a few seeds; the slow ones 200 seeds of the
-cheap checks and 50 of the expensive ones (the overfit runs, the fooling image, the image generators).
+(tests/independent_solution.py; tests/independent_extra_credit.py for Q5-Q6), with every comparison at
+least 10 times below its bound; the known wrong implementations fail. The checks run in this process
+through staff/sweep.py (the grader's judging, without the sandbox). The always-run tests sweep a few
+seeds; the slow ones 200 seeds of the cheap checks and 50 of the expensive ones (the overfit runs, the
+fooling image, the image generators).
 """
 
 import json
