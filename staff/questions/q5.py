@@ -32,6 +32,10 @@ from staff.sandbox import Limits
 # The key bias's gradient, zero by construction, may carry rounding only: its largest entry, over the
 # largest entry of all the other gradients of the check, stays below this (correct answers: ~1e-16)
 ZERO_BOUND = 1e-8
+# The numeric gradients of the whole model's loss (two layers, loss ~10) carry more roundoff: over 300
+# seeds (staff.sweep, seeds 2000-2299) the reference's worst was 3.1e-7 (layer1_self_attn_Wk), too near
+# NUMERIC's 1e-6; the reference-gradient comparison (ANALYTIC, 1e-8) stays the sharp one there.
+MODEL_NUMERIC = Criterion(NUMERIC.measure, NUMERIC.metric, 1e-5)
 
 LAYERS = "asgn3.transformer_layers"
 MODEL = "asgn3.classifiers.transformer"
@@ -64,7 +68,7 @@ def zero_gradient(scale):
     return Criterion("largest entry over the other gradients' largest", largest_over_scale, ZERO_BOUND)
 
 
-def gradient_items(label, got, analytic, numeric, names, prefix=""):
+def gradient_items(label, got, analytic, numeric, names, prefix="", numeric_criterion=NUMERIC):
     """compare_many items of the gradients `names`, each shown as <label> <prefix><name>: got(name) (the
     submission's) against analytic[name] (the reference's) and numeric[name]; the key bias's checked to
     be zero next to the largest of the others."""
@@ -74,7 +78,7 @@ def gradient_items(label, got, analytic, numeric, names, prefix=""):
         if is_key_bias(name):
             expected = [(zero_gradient(scale), analytic[name])]
         else:
-            expected = [(ANALYTIC, analytic[name]), (NUMERIC, numeric[name])]
+            expected = [(ANALYTIC, analytic[name]), (numeric_criterion, numeric[name])]
         items.append((f"{label} {prefix}{name}", lambda name=name: got(name), expected))
     return items
 
@@ -286,7 +290,9 @@ def model_checks(rng):
         analytic = {key: ctx.reference[0].arrays[f"grad_{key}"] for key in params}
         numeric = {key: ctx.reference[1].arrays[f"num_{key}"] for key in wrt}
         got = lambda key: value(ctx.student[0], f"grad_{key}", label)  # noqa: E731
-        return compare_many(gradient_items(f"{label} grads", got, analytic, numeric, params))
+        return compare_many(
+            gradient_items(f"{label} grads", got, analytic, numeric, params, numeric_criterion=MODEL_NUMERIC)
+        )
 
     return [
         HiddenCheck("Q5", f"{label} value", 1, [loss_job], [loss_job], judge_loss),
