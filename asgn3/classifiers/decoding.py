@@ -34,6 +34,26 @@ def vocabulary_tokens(word_to_idx):
     return word_to_idx["<NULL>"], word_to_idx.get("<START>"), word_to_idx.get("<END>")
 
 
+def check_captions(captions, num_images):
+    """
+    The training captions as an array, or a ValueError naming the shapes (the contract of both models' loss).
+
+    Inputs:
+    - captions: ints of shape (N, T + 1): each row the input words followed by one more target word
+    - num_images: N, the number of feature rows the captions belong to
+
+    Returns:
+    - captions as a numpy array of shape (N, T + 1), T + 1 >= 2
+    """
+    captions = np.asarray(captions)
+    if captions.ndim != 2 or captions.shape[0] != num_images or captions.shape[1] < 2:
+        raise ValueError(
+            f"expected captions of shape (N, T + 1) with N={num_images} (as features) and T + 1 >= 2, "
+            f"got {captions.shape}"
+        )
+    return captions
+
+
 def check_sample_options(start, max_length, beam_width, temperature):
     """Raise a ValueError naming the problem when sample()'s options do not make sense together."""
     if start is None:

@@ -4,6 +4,7 @@ import numpy as np
 
 from asgn3.classifiers.decoding import (
     beam_search,
+    check_captions,
     check_sample_options,
     greedy_decode,
     temperature_sampler,
@@ -122,12 +123,7 @@ class CaptioningRNN:
         - grads: Dictionary of gradients parallel to self.params
         """
         features = self._check_features(features)
-        captions = np.asarray(captions)
-        if captions.ndim != 2 or captions.shape[0] != features.shape[0] or captions.shape[1] < 2:
-            raise ValueError(
-                f"expected captions of shape (N, T + 1) with N={features.shape[0]} (as "
-                f"features) and T + 1 >= 2, got {captions.shape}"
-            )
+        captions = check_captions(captions, features.shape[0])
 
         # Cut captions into two pieces: captions_in has everything but the last word and will be input
         # to the RNN; captions_out has everything but the first word and this is what we will expect

@@ -11,6 +11,7 @@ import numpy as np
 
 from asgn3.classifiers.decoding import (
     beam_search,
+    check_captions,
     check_sample_options,
     greedy_decode,
     temperature_sampler,
@@ -183,12 +184,7 @@ class CaptioningTransformer:
         - grads: dictionary of gradients parallel to self.params
         """
         features = self._check_features(features)
-        captions = np.asarray(captions)
-        if captions.ndim != 2 or captions.shape[0] != features.shape[0] or captions.shape[1] < 2:
-            raise ValueError(
-                f"expected captions of shape (N, T + 1) with N={features.shape[0]} (as "
-                f"features) and T + 1 >= 2, got {captions.shape}"
-            )
+        captions = check_captions(captions, features.shape[0])
         captions_in, captions_out = captions[:, :-1], captions[:, 1:]
         mask = captions_out != self._null
         T = captions_in.shape[1]
