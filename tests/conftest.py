@@ -1,4 +1,4 @@
-"""Fixtures shared by the layer tests (test_layers, test_fast_layers, test_layer_utils)."""
+"""Fixtures shared by the layer tests (test_layers, test_fast_layers, test_layer_utils); --sweep."""
 
 import numpy as np
 import pytest
@@ -37,3 +37,21 @@ def _layer_grad_errors(forward, backward, arrays, *params, seed=0, h=1e-5):
 def layer_grad_errors():
     """The function that checks a forward/backward pair numerically and returns the relative errors."""
     return _layer_grad_errors
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--sweep",
+        action="store_true",
+        help="also run the many-seed sweeps of the hidden checks (marked sweep; tens of minutes on 2 cores)",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    """Without --sweep, the sweeps are deselected (listed as such in the summary), not run."""
+    if config.getoption("--sweep"):
+        return
+    sweeps = [item for item in items if item.get_closest_marker("sweep")]
+    if sweeps:
+        config.hook.pytest_deselected(items=sweeps)
+        items[:] = [item for item in items if not item.get_closest_marker("sweep")]

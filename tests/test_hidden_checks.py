@@ -4,8 +4,9 @@ Every check passes on the reference and on an independent correct implementation
 (tests/independent_solution.py; tests/independent_extra_credit.py for Q5-Q6), with every comparison at
 least 10 times below its bound; the known wrong implementations fail. The checks run in this process
 through staff/sweep.py (the grader's judging, without the sandbox). The always-run tests sweep a few
-seeds; the slow ones 200 seeds of the cheap checks and 50 of the expensive ones (the overfit runs, the
-fooling image, the image generators).
+seeds; the sweeps, which run only with `--sweep` (they would take most of the test command's 15 minutes),
+200 seeds of the cheap checks and 50 of the expensive ones (the overfit runs, the fooling image, the image
+generators).
 """
 
 import json
@@ -73,6 +74,7 @@ def test_every_check_passes_with_a_wide_margin(modules):
 
 
 @pytest.mark.slow
+@pytest.mark.sweep  # minutes each: `bash kit.sh test --sweep tests/test_hidden_checks.py`
 @pytest.mark.parametrize("modules", [None, INDEPENDENT], ids=["reference", "independent"])
 def test_every_check_passes_with_a_wide_margin_over_200_seeds(modules):
     assert_wide_margins(*sweep_both(range(1000, 1200), range(1000, 1050), modules))
