@@ -235,36 +235,18 @@ def test_a_classic_weights_path_that_does_not_exist_means_the_kits_model(tmp_pat
 
 
 def test_reinitialize_layer_gives_one_layer_fresh_weights_and_statistics():
-    model = PretrainedCNN(
-        num_classes=4,
-        input_size=16,
-        num_filters=(4, 8),
-        filter_sizes=(3, 3),
-        strides=(2, 2),
-        pads=(1, 1),
-        hidden_dim=6,
-        seed=0,
-    )
+    model = PretrainedCNN(seed=0, **SMALL)
     for key in model.params:
         model.params[key] = model.params[key] + 1.0  # "trained"
-    model.bn_params[1]["running_mean"] = np.full(8, 3.0, np.float32)
+    model.bn_params[1]["running_mean"] = np.full(4, 3.0, np.float32)
     before = {key: value.copy() for key, value in model.params.items()}
     model.reinitialize_layer(1, seed=5)
-    fresh = PretrainedCNN(
-        num_classes=4,
-        input_size=16,
-        num_filters=(4, 8),
-        filter_sizes=(3, 3),
-        strides=(2, 2),
-        pads=(1, 1),
-        hidden_dim=6,
-        seed=5,
-    )
+    fresh = PretrainedCNN(seed=5, **SMALL)
     for key, value in model.params.items():
         expected = fresh.params[key] if key[-1] == "2" else before[key]
         np.testing.assert_array_equal(value, expected, err_msg=key)
-    np.testing.assert_array_equal(model.bn_params[1]["running_mean"], np.zeros(8))
-    np.testing.assert_array_equal(model.bn_params[1]["running_var"], np.ones(8))
+    np.testing.assert_array_equal(model.bn_params[1]["running_mean"], np.zeros(4))
+    np.testing.assert_array_equal(model.bn_params[1]["running_var"], np.ones(4))
     model.reinitialize_layer(3)  # the scores: no batchnorm
     with pytest.raises(ValueError, match="layers must satisfy"):
         model.reinitialize_layer(4)
