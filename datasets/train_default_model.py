@@ -7,7 +7,8 @@ of the COCO-format default. Training uses datasets/classifier_trainer.py (the ki
 asgn3.trainer) with Adam and augmentation (flips, or
 flips + colour-channel shuffles + shifts), keeps the best epoch by validation accuracy, and writes the
 weights in the classic HDF5 layout with a SHA-256 file next to them and a note of how it was trained.
-`--init` continues from saved weights: the shipped model was trained in three stages, whose commands are in
+`--init` continues from saved weights, `--noise` adds SmoothGrad-like noise to half of each batch: the
+shipped model was trained in five stages, whose commands are in
 datasets/pretrained/default_pretrained_model.txt.
 
 Usage (from the kit's folder, after `bash kit.sh setup` built the default data):
@@ -53,6 +54,34 @@ def augment(X, rng, max_shift=4):
     return X[n, channels[:, :, None, None], rows[:, None, :, None], cols[:, None, None, :]]
 
 
+def add_noise(X, rng, noise_level):
+    """
+    Gaussian noise on a random half of a minibatch, with standard deviation noise_level * (max - min) of
+    each image: the noise SmoothGrad adds (asgn3.attribution). A network trained on such copies keeps its
+    gradients on the item (Kaur et al. 2019: perceptually aligned gradients of noise-trained networks),
+    so that its saliency maps show the item instead of noise around it; the clean half keeps the accuracy.
+
+    Inputs:
+    - X: images (N, C, H, W), mean subtracted; not modified.
+    - rng: numpy Generator.
+    - noise_level: the noise's standard deviation as a fraction of each image's range.
+
+    Returns the minibatch with noise added to about half of its images (N, C, H, W).
+    """
+    noisy = rng.random(len(X)) < 0.5
+    sigma = noise_level * (X.max(axis=(1, 2, 3), keepdims=True) - X.min(axis=(1, 2, 3), keepdims=True))
+    noise = noisy[:, None, None, None] * sigma * rng.standard_normal(X.shape)
+    return X + noise.astype(X.dtype)
+
+
+def augmentation(name, noise_level):
+    """The function f(X_batch, rng) -> X_batch of an --augment choice, then noise when noise_level > 0."""
+    base = augment if name == "all" else random_flips
+    if noise_level <= 0:
+        return base
+    return lambda X, rng: add_noise(base(X, rng), rng, noise_level)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_TINY_IMAGENET_DIR)
@@ -68,6 +97,12 @@ def main():
         choices=("flips", "all"),
         default="all",
         help="flips only, or flips + colour-channel shuffles + shifts",
+    )
+    parser.add_argument(
+        "--noise",
+        type=float,
+        default=0.0,
+        help="also add Gaussian noise of this fraction of each image's range to a random half of each batch",
     )
     parser.add_argument(
         "--init",
@@ -118,7 +153,7 @@ def main():
         lr_decay=args.lr_decay,
         batch_size=args.batch_size,
         num_epochs=args.epochs,
-        augment_fn=augment if args.augment == "all" else random_flips,
+        augment_fn=augmentation(args.augment, args.noise),
         epoch_callback=save_if_best,
         seed=args.seed,
         verbose=True,
@@ -134,7 +169,8 @@ def main():
         f"hidden_dim={HIDDEN_DIM})\n"
         f"training: adam, learning_rate {args.learning_rate}, lr_decay {args.lr_decay}, "
         f"batch {args.batch_size}, "
-        f"{args.epochs} epochs over {data['X_train'].shape[0]} images, augmentation {args.augment}, "
+        f"{args.epochs} epochs over {data['X_train'].shape[0]} images, augmentation {args.augment}"
+        f"{f' + noise {args.noise} on half of each batch' if args.noise > 0 else ''}, "
         f"seed {args.seed}"
         f"{f', starting from {args.init}' if args.init else ''}\n"
         f"best validation accuracy: {trainer.best_val_acc:.4f} on {data['X_val'].shape[0]} images\n"

@@ -16,7 +16,7 @@ from asgn3.image_gradients import create_class_visualization, deepdream, invert_
 from asgn3.image_utils import read_rgb_image, resize_bilinear
 from datasets.build_coco_default import cnn_features
 from datasets.checksum import read_checksum, sha256_of
-from datasets.train_default_model import NUM_FILTERS
+from datasets.train_default_model import NUM_FILTERS, add_noise, augment, augmentation
 
 MODEL = DEFAULT_PRETRAINED_MODEL
 
@@ -60,6 +60,30 @@ def test_validation_accuracy_is_at_least_88_percent(val_scores, data):
     per_class = [np.mean(val_scores[data["y_val"] == c].argmax(axis=1) == c) for c in range(10)]
     print("per class:", np.round(per_class, 2))
     assert min(per_class) >= 0.5
+
+
+def test_training_noise_goes_on_about_half_of_each_batch_with_the_asked_spread():
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-100, 100, size=(400, 3, 16, 16)).astype(np.float32)
+    X[0, 0, 0, 0], X[0, 0, 0, 1] = -100, 100  # image 0's range is 200
+    before = X.copy()
+    noisy = add_noise(X, np.random.default_rng(1), noise_level=0.15)
+    np.testing.assert_array_equal(X, before)  # the input is left as it was
+    assert noisy.dtype == np.float32 and noisy.shape == X.shape
+    changed = np.any(noisy != X, axis=(1, 2, 3))
+    assert 0.4 < changed.mean() < 0.6
+    spread = (noisy - X)[changed].std(axis=(1, 2, 3)) / np.ptp(X[changed], axis=(1, 2, 3))
+    np.testing.assert_allclose(spread, 0.15, rtol=0.1)
+
+
+def test_the_augmentation_choices():
+    assert augmentation("all", 0) is augment
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((50, 3, 8, 8)).astype(np.float32)
+    same = augmentation("all", 0.1)(X, np.random.default_rng(3))
+    # noise after the flips, shuffles and shifts, drawn from the same generator right after them
+    rng = np.random.default_rng(3)
+    np.testing.assert_array_equal(same, add_noise(augment(X, rng), rng, 0.1))
 
 
 def correctly_classified(val_scores, data, count):
