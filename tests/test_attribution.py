@@ -114,9 +114,10 @@ def test_integrated_gradients_completeness_on_the_shipped_model(shipped, val):
         ig = attribution.integrated_gradients(X, y, shipped, steps=steps)
         errors[steps] = np.abs(ig.sum(axis=(1, 2, 3)) - difference) / np.abs(difference)
         print(f"completeness error at {steps} steps, shipped model:", np.round(errors[steps], 4))
-    # The path crosses many ReLU kinks: at 200 steps most images are within 1%, an odd one a few %.
-    assert np.median(errors[200]) < 0.01 and np.all(errors[200] < 0.05)
-    assert np.all(errors[800] < 0.01)
+    # The path crosses many ReLU kinks, each a jump of the gradient that the rule smears over one step:
+    # measured 0.02-0.84% at 200 steps (the model before the noise-trained stage had one image at 1.5%).
+    assert np.all(errors[200] < 0.01)
+    assert np.all(errors[800] < 0.005)
 
 
 # -- Grad-CAM ----------------------------------------------------------------------------------------
@@ -298,9 +299,11 @@ def test_pointing_game_of_smoothgrad_and_plain_saliency_on_the_shipped_model(shi
     print(f"pointing game on {len(X)} images (chance: the mean box area share {area_share:.2f}):")
     for name, rate in hits.items():
         print(f"  {name}: {rate:.2f}")
-    # Measured: saliency 0.65, SmoothGrad 0.61, guided backprop 0.92 (issue 12 hoped for SmoothGrad >= 0.8:
-    # this model's gradients spread over the background, and averaging them keeps that).
-    assert hits["SmoothGrad"] > area_share + 0.1
+    # Measured: saliency 0.84, SmoothGrad 0.78, guided backprop 0.94 (before the model's noise-trained last
+    # stage: 0.66, 0.61, 0.92). Issue 12 asks SmoothGrad for 0.8: on this network, whose strided convolutions
+    # leave a checkerboard in every gradient, averaging noisy maps does not beat the plain map.
+    assert hits["saliency"] >= 0.75  # the training noise put the gradients on the item
+    assert hits["SmoothGrad"] > area_share + 0.2
     assert hits["guided backprop"] >= 0.8
 
 
