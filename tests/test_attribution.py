@@ -291,7 +291,12 @@ def test_pointing_game_of_smoothgrad_and_plain_saliency_on_the_shipped_model(shi
     area_share = np.mean((boxes[:, 2] - boxes[:, 0] + 1) * (boxes[:, 3] - boxes[:, 1] + 1)) / X.shape[2] ** 2
     hits = {
         "saliency": attribution.pointing_game(attribution.saliency(X, y, shipped), boxes).mean(),
-        "SmoothGrad": attribution.pointing_game(attribution.smoothgrad(X, y, shipped, seed=0), boxes).mean(),
+        **{
+            f"SmoothGrad, noise {level}": attribution.pointing_game(
+                attribution.smoothgrad(X, y, shipped, noise_level=level, seed=0), boxes
+            ).mean()
+            for level in (0.1, 0.15)
+        },
         "guided backprop": attribution.pointing_game(
             np.abs(attribution.guided_backprop(X, y, shipped)).max(1), boxes
         ).mean(),
@@ -299,11 +304,15 @@ def test_pointing_game_of_smoothgrad_and_plain_saliency_on_the_shipped_model(shi
     print(f"pointing game on {len(X)} images (chance: the mean box area share {area_share:.2f}):")
     for name, rate in hits.items():
         print(f"  {name}: {rate:.2f}")
-    # Measured: saliency 0.84, SmoothGrad 0.78, guided backprop 0.94 (before the model's noise-trained last
-    # stage: 0.66, 0.61, 0.92). Issue 12 asks SmoothGrad for 0.8: on this network, whose strided convolutions
-    # leave a checkerboard in every gradient, averaging noisy maps does not beat the plain map.
-    assert hits["saliency"] >= 0.75  # the training noise put the gradients on the item
-    assert hits["SmoothGrad"] > area_share + 0.2
+    # Measured on the shipped model: saliency 0.84, guided backprop 0.94; SmoothGrad over the seeds 0, 1, 2:
+    # 0.87 0.86 0.85 at noise 0.05, 0.82 0.84 0.85 at 0.1, 0.78 0.78 0.84 at 0.15 (the default), 0.76 0.79
+    # 0.75 at 0.2. Before the model's noise-trained last stage: saliency 0.66, SmoothGrad 0.61 (0.15),
+    # guided backprop 0.92. So the training noise moved the gradients onto the item; SmoothGrad then holds
+    # issue 12's 0.8 at noise 0.1 (Smilkov et al. recommend 0.1-0.2) but does not beat the plain map: the
+    # strided convolutions leave a checkerboard in every gradient that averaging keeps.
+    assert hits["SmoothGrad, noise 0.1"] >= 0.8
+    assert hits["SmoothGrad, noise 0.15"] > area_share + 0.2
+    assert hits["saliency"] >= 0.75
     assert hits["guided backprop"] >= 0.8
 
 
