@@ -70,6 +70,12 @@ def saliency(X, y, model):
     return np.abs(class_score_gradient(X, y, model)).max(axis=1)
 
 
+def noise_scale(X, noise_level):
+    """SmoothGrad's noise standard deviation for each image of X (N, C, H, W): noise_level * (max - min)
+    of the image, shaped (N, 1, 1, 1) to broadcast against X."""
+    return noise_level * (X.max(axis=(1, 2, 3), keepdims=True) - X.min(axis=(1, 2, 3), keepdims=True))
+
+
 def smoothgrad(X, y, model, num_samples=25, noise_level=0.15, seed=None):
     """
     SmoothGrad: the saliency map averaged over copies of the image with Gaussian noise added.
@@ -90,7 +96,7 @@ def smoothgrad(X, y, model, num_samples=25, noise_level=0.15, seed=None):
     X = np.asarray(X, dtype=model.dtype)
     check_labels(X, y)
     rng = np.random.default_rng(seed)
-    sigma = noise_level * (X.max(axis=(1, 2, 3), keepdims=True) - X.min(axis=(1, 2, 3), keepdims=True))
+    sigma = noise_scale(X, noise_level)
     maps = None
     ###########################################################################
     # TODO: Average the saliency maps of num_samples noisy copies of X. For   #

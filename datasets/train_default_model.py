@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from asgn3.attribution import noise_scale
 from asgn3.classifiers.pretrained_cnn import PretrainedCNN
 from asgn3.data_paths import DEFAULT_PRETRAINED_MODEL, DEFAULT_TINY_IMAGENET_DIR
 from asgn3.data_utils import load_tiny_imagenet
@@ -69,8 +70,7 @@ def add_noise(X, rng, noise_level):
     Returns the minibatch with noise added to about half of its images (N, C, H, W).
     """
     noisy = rng.random(len(X)) < 0.5
-    sigma = noise_level * (X.max(axis=(1, 2, 3), keepdims=True) - X.min(axis=(1, 2, 3), keepdims=True))
-    noise = noisy[:, None, None, None] * sigma * rng.standard_normal(X.shape)
+    noise = noisy[:, None, None, None] * noise_scale(X, noise_level) * rng.standard_normal(X.shape)
     return X + noise.astype(X.dtype)
 
 
