@@ -15,7 +15,7 @@ from asgn3.layers import conv_output_shape, pool_output_shape
 BUILD_COMMAND = "pip install -e .  (or: cd asgn3 && python setup.py build_ext --inplace)"
 
 # What this version of the layers calls in the extension: a build from an older checkout lacks some.
-EXTENSION_FUNCTIONS = ("im2col", "col2im", "block_images", "conv_forward", "conv_backward")
+EXTENSION_FUNCTIONS = ("im2col", "col2im", "block_images", "band_rows", "conv_forward", "conv_backward")
 
 try:
     from asgn3 import im2col_cython
@@ -50,10 +50,12 @@ def _float_dtype(*arrays):
     return dtype if dtype in (np.float32, np.float64) else np.dtype(np.float64)
 
 
-def _threads_for_blocks(N, w_rows_shape, positions):
+def _threads_for_blocks(N, w_rows_shape, out_height, out_width):
     """The BLAS threads for the extension's block-by-block products of w_rows (F, C*HH*WW) by a block."""
     F, rows = w_rows_shape
-    return blas_threads_for(F * rows * positions * im2col_cython.block_images(N, rows, positions))
+    images = im2col_cython.block_images(N, rows, out_height * out_width)
+    columns = images * im2col_cython.band_rows(N, rows, out_height, out_width) * out_width
+    return blas_threads_for(F * rows * columns)
 
 
 def conv_forward_fast(x, w, b, conv_param):
@@ -83,7 +85,7 @@ def conv_forward_fast(x, w, b, conv_param):
     w_rows = w.reshape(F, -1)
     if _kernels() is im2col_cython:
         out = np.empty((N, F, H_out, W_out), dtype=dtype)
-        with _threads_for_blocks(N, w_rows.shape, H_out * W_out):
+        with _threads_for_blocks(N, w_rows.shape, H_out, W_out):
             im2col_cython.conv_forward(x, w_rows, b, out, HH, WW, pad, stride)
     else:
         product = w_rows @ im2col_numpy.im2col(x, HH, WW, pad, stride) + b[:, None]  # (F, N*H'*W')
@@ -117,7 +119,7 @@ def conv_backward_fast(dout, cache):
     w_rows = w.reshape(F, -1)
     if _kernels() is im2col_cython:
         dx, dw_rows = np.zeros_like(x), np.zeros_like(w_rows)
-        with _threads_for_blocks(N, w_rows.shape, H_out * W_out):
+        with _threads_for_blocks(N, w_rows.shape, H_out, W_out):
             im2col_cython.conv_backward(dout, x, w_rows, dx, dw_rows, HH, WW, pad, stride)
         return dx, dw_rows.reshape(w.shape), db
     cols = im2col_numpy.im2col(x, HH, WW, pad, stride)  # recomputed: cheaper than keeping it in the cache

@@ -112,6 +112,27 @@ def test_conv_fast_equals_naive_in_blocks_of_images(monkeypatch, block_images):
         np.testing.assert_allclose(fast, naive, rtol=EXACT_TOL, atol=EXACT_TOL, err_msg=name)
 
 
+@pytest.mark.parametrize(("stride", "band"), [(1, 1), (1, 4), (1, 9), (2, 2)])
+def test_conv_fast_equals_naive_in_bands_of_output_rows(monkeypatch, stride, band):
+    # One image too big for BAND_ENTRIES is taken in bands of output rows (the product written straight
+    # into the output, dout read in place): single rows, bands that leave a partial one at the end
+    # (9 = 4 + 4 + 1 output rows; with stride 2, 5 = 2 + 2 + 1) and one band for the whole image.
+    shape = (3, 2, 9, 7, 4, 3, 3, stride, 1)
+    x, w, b, dout, conv_param = conv_problem(shape)
+    rows, H_out, W_out = 2 * 3 * 3, dout.shape[2], dout.shape[3]
+    monkeypatch.setattr(fast_layers.im2col_cython, "BLOCK_COLUMNS", 1)
+    monkeypatch.setattr(fast_layers.im2col_cython, "BAND_ENTRIES", rows * W_out * band)
+    assert fast_layers.im2col_cython.block_images(3, rows, H_out * W_out) == 1
+    assert fast_layers.im2col_cython.band_rows(3, rows, H_out, W_out) == band
+    out_naive, cache_naive = layers.conv_forward_naive(x, w, b, conv_param)
+    out_fast, cache_fast = fast_layers.conv_forward_fast(x, w, b, conv_param)
+    np.testing.assert_allclose(out_fast, out_naive, rtol=EXACT_TOL, atol=EXACT_TOL)
+    grads_naive = layers.conv_backward_naive(dout, cache_naive)
+    grads_fast = fast_layers.conv_backward_fast(dout, cache_fast)
+    for name, fast, naive in zip(("dx", "dw", "db"), grads_fast, grads_naive, strict=True):
+        np.testing.assert_allclose(fast, naive, rtol=EXACT_TOL, atol=EXACT_TOL, err_msg=name)
+
+
 def float32_bound(n_terms, magnitude):
     """
     The classic forward-error bound of a float32 sum of n_terms products: |computed - exact| <= gamma
