@@ -1,7 +1,7 @@
 """Benchmark of the fast convolution (asgn3/fast_layers.py): speedup over the naive loops, and forward and
-backward in float32 at batch 50 with one BLAS thread and with two, on the classic CNN's layer shapes
-and on every conv layer of the shipped default model (quarter width), in GFLOP/s next to numpy's own
-float32 GEMM rate and as a ratio to torch's conv2d when torch happens to be installed (it is never a
+backward in float32 at batch 50 with one BLAS thread and with two, on the classic CNN's layer shapes and
+on every conv layer of the shipped default model (read from its weights file), in GFLOP/s next to numpy's
+own float32 GEMM rate and as a ratio to torch's conv2d when torch happens to be installed (it is never a
 dependency of the kit). Targets: at most 1.25x torch's time on the CNN shapes, at least 1/3 of the
 GEMM rate on the shipped ones.
 
@@ -24,21 +24,24 @@ import numpy as np
 from common import interleaved_medians, machine_line, median_seconds, set_clock, threads, try_import_torch
 
 from asgn3 import fast_layers, layers
+from asgn3.data_paths import DEFAULT_PRETRAINED_MODEL
+from asgn3.weights_io import read_architecture
 
 # (C, F, filter size, stride, pad, input size): the first layers of the classic pretrained CNN ...
 CNN_SHAPES = [(3, 64, 5, 2, 2, 64), (64, 64, 3, 1, 1, 32), (128, 256, 3, 2, 1, 16)]
-# ... and the nine conv layers of the shipped default model (datasets/pretrained, a quarter of the widths).
-SHIPPED_SHAPES = [
-    (3, 16, 5, 2, 2, 64),
-    (16, 16, 3, 1, 1, 32),
-    (16, 32, 3, 2, 1, 32),
-    (32, 32, 3, 1, 1, 16),
-    (32, 64, 3, 2, 1, 16),
-    (64, 64, 3, 1, 1, 8),
-    (64, 128, 3, 2, 1, 8),
-    (128, 128, 3, 1, 1, 4),
-    (128, 256, 3, 2, 1, 4),
-]
+
+
+def shipped_shapes(model_file=DEFAULT_PRETRAINED_MODEL):
+    """The (C, F, filter size, stride, pad, input size) of every conv layer of the shipped default model,
+    read from its weights file (datasets/pretrained), so that the benchmark follows the model."""
+    arch = read_architecture(model_file)
+    shapes, channels, size = [], arch["in_channels"], arch["input_size"] or 64
+    for F, k, stride, pad in zip(
+        arch["num_filters"], arch["filter_sizes"], arch["strides"], arch["pads"], strict=True
+    ):
+        shapes.append((channels, F, k, stride, pad, size))
+        channels, size = F, (size + 2 * pad - k) // stride + 1
+    return shapes
 
 
 def conv_problem(N, C, F, k, stride, pad, size, dtype, seed=0):
@@ -154,7 +157,7 @@ def main():
         print("classic CNN shapes (target: at most 1.25x torch's time)")
         time_shapes(CNN_SHAPES, args.batch, n_threads, args.repeats, torch)
         print("shipped model's shapes (target: at least 1/3 of the GEMM rate)")
-        time_shapes(SHIPPED_SHAPES, args.batch, n_threads, args.repeats, torch)
+        time_shapes(shipped_shapes(), args.batch, n_threads, args.repeats, torch)
 
 
 if __name__ == "__main__":
