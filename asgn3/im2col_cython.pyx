@@ -75,6 +75,80 @@ cdef struct Geometry:
     Py_ssize_t C, H, W, field_height, field_width, pad, stride, H_out, W_out
 
 
+cdef inline bint _same_width(Geometry g) noexcept nogil:
+    """True for a stride-1 convolution that keeps the width (W' == W, e.g. 3x3 with pad 1): then the rows
+    a filter tap reads are one contiguous run of x, shifted, and a row of cols is one copy of it."""
+    return g.stride == 1 and g.W_out == g.W
+
+
+cdef inline void _valid_rows(Geometry g, Py_ssize_t i, Py_ssize_t y0, Py_ssize_t y1, Py_ssize_t* lo,
+                             Py_ssize_t* hi) noexcept nogil:
+    """Stride 1: the output rows [lo, hi) within [y0, y1) whose filter row i reads inside x (lo <= hi)."""
+    lo[0] = min(max(y0, g.pad - i), y1)
+    hi[0] = max(lo[0], min(y1, g.H + g.pad - i))
+
+
+cdef void _fill_shifted_rows(const floating* x_c, Geometry g, Py_ssize_t i, Py_ssize_t j, Py_ssize_t y0,
+                             Py_ssize_t y1, floating* dst) noexcept nogil:
+    """
+    _same_width geometry: dst, the (y1-y0)*W entries of one row of cols for one image, gets the channel x_c
+    (H, W) seen by filter tap (i, j) at the output rows [y0, y1). The valid rows are copied in one run,
+    shifted by j - pad; the entries that the shift carries across a row's edge belong to the padding and are
+    zeroed after, as are the rows above and below x. The run leaves out its first (or last) |j - pad|
+    entries, which would lie outside x_c and are padding anyway.
+    """
+    cdef Py_ssize_t W = g.W, w_off = j - g.pad, lo, hi, y, o, count
+    cdef Py_ssize_t o_lo = min(max(-w_off, 0), W), o_hi = max(min(W - w_off, W), o_lo)
+    cdef floating* run
+    _valid_rows(g, i, y0, y1, &lo, &hi)
+    memset(dst, 0, (lo - y0) * W * sizeof(floating))
+    memset(dst + (hi - y0) * W, 0, (y1 - hi) * W * sizeof(floating))
+    if hi == lo:
+        return
+    run = dst + (lo - y0) * W
+    count = (hi - lo) * W
+    if o_hi > o_lo:
+        if w_off < 0:
+            memcpy(run - w_off, x_c + (lo + i - g.pad) * W, (count + w_off) * sizeof(floating))
+        else:
+            memcpy(run, x_c + (lo + i - g.pad) * W + w_off, (count - w_off) * sizeof(floating))
+    for y in range(hi - lo):
+        for o in range(o_lo):
+            run[y * W + o] = 0
+        for o in range(o_hi, W):
+            run[y * W + o] = 0
+
+
+cdef void _add_shifted_rows(floating* src, Geometry g, Py_ssize_t i, Py_ssize_t j, Py_ssize_t y0,
+                            Py_ssize_t y1, floating* x_c) noexcept nogil:
+    """
+    The adjoint of _fill_shifted_rows: add src, one row of cols for one image, into the channel x_c (H, W)
+    in one shifted run. The entries of src that belong to the padding are zeroed first (src is scratch),
+    so that the run adds nothing where it crosses a row's edge.
+    """
+    cdef Py_ssize_t W = g.W, w_off = j - g.pad, lo, hi, y, o, count
+    cdef Py_ssize_t o_lo = min(max(-w_off, 0), W), o_hi = max(min(W - w_off, W), o_lo)
+    cdef floating* run
+    cdef floating* target
+    _valid_rows(g, i, y0, y1, &lo, &hi)
+    if hi == lo or o_hi == o_lo:
+        return
+    run = src + (lo - y0) * W
+    count = (hi - lo) * W
+    for y in range(hi - lo):
+        for o in range(o_lo):
+            run[y * W + o] = 0
+        for o in range(o_hi, W):
+            run[y * W + o] = 0
+    target = x_c + (lo + i - g.pad) * W + w_off
+    if w_off < 0:
+        for o in range(-w_off, count):
+            target[o] += run[o]
+    else:
+        for o in range(count - w_off):
+            target[o] += run[o]
+
+
 cdef void _fill_cols(const floating* x, Py_ssize_t n_images, Geometry g, Py_ssize_t y0, Py_ssize_t y1,
                      floating* cols) noexcept nogil:
     """cols (C*HH*WW, n_images*(y1-y0)*W'), C-contiguous, gets the receptive fields of x (n_images, C, H, W)
@@ -90,6 +164,11 @@ cdef void _fill_cols(const floating* x, Py_ssize_t n_images, Geometry g, Py_ssiz
                 o_lo = min(_first_valid(w_off, g.stride), g.W_out)
                 o_hi = max(_end_valid(w_off, g.stride, g.W, g.W_out), o_lo)
                 for n in range(n_images):
+                    if _same_width(g):
+                        _fill_shifted_rows(x + (n * g.C + c) * g.H * g.W, g, i, j, y0, y1,
+                                           cols + ((c * g.field_height + i) * g.field_width + j) * n_cols
+                                           + n * (y1 - y0) * g.W_out)
+                        continue
                     for y in range(y0, y1):
                         dst = cols + ((c * g.field_height + i) * g.field_width + j) * n_cols \
                             + (n * (y1 - y0) + y - y0) * g.W_out
@@ -104,10 +183,11 @@ cdef void _fill_cols(const floating* x, Py_ssize_t n_images, Geometry g, Py_ssiz
                         memset(dst + o_hi, 0, (g.W_out - o_hi) * sizeof(floating))
 
 
-cdef void _add_cols(const floating* cols, Py_ssize_t n_images, Geometry g, Py_ssize_t y0, Py_ssize_t y1,
-                    floating* x) noexcept nogil:
+cdef void _add_cols(floating* cols, Py_ssize_t n_images, Geometry g, Py_ssize_t y0, Py_ssize_t y1,
+                    floating* x, bint cols_is_scratch) noexcept nogil:
     """Add every entry of cols (C*HH*WW, n_images*(y1-y0)*W') to the position of x (n_images, C, H, W) it
-    was taken from: the adjoint of _fill_cols."""
+    was taken from: the adjoint of _fill_cols. With cols_is_scratch, cols may be overwritten (its padding
+    entries zeroed), which lets a _same_width geometry add whole runs."""
     cdef Py_ssize_t n_cols = n_images * (y1 - y0) * g.W_out
     cdef Py_ssize_t c, i, j, n, y, h, o_lo, o_hi, w_off
     for c in range(g.C):
@@ -119,6 +199,11 @@ cdef void _add_cols(const floating* cols, Py_ssize_t n_images, Geometry g, Py_ss
                 if o_hi <= o_lo:
                     continue
                 for n in range(n_images):
+                    if cols_is_scratch and _same_width(g):
+                        _add_shifted_rows(cols + ((c * g.field_height + i) * g.field_width + j) * n_cols
+                                          + n * (y1 - y0) * g.W_out, g, i, j, y0, y1,
+                                          x + (n * g.C + c) * g.H * g.W)
+                        continue
                     for y in range(y0, y1):
                         h = y * g.stride + i - g.pad
                         if h < 0 or h >= g.H:
@@ -230,7 +315,7 @@ def _col2im_typed(const floating[:, ::1] cols, floating[:, :, :, ::1] x, field_h
     cdef Geometry g = _geometry(x.shape, field_height, field_width, pad, stride)
     if x.shape[0] and cols.shape[1]:
         with nogil:
-            _add_cols(&cols[0, 0], x.shape[0], g, 0, g.H_out, &x[0, 0, 0, 0])
+            _add_cols(<floating*>&cols[0, 0], x.shape[0], g, 0, g.H_out, &x[0, 0, 0, 0], False)
 
 
 def conv_forward(x, w_rows, b, out, field_height, field_width, pad, stride):
@@ -354,7 +439,7 @@ def _conv_backward_typed(const floating[:, :, :, ::1] dout, const floating[:, :,
                 # dcols = w_rows.T @ dout_block, added into the block's dx
                 _gemm(True, False, rows, n_cols, F, &w_rows[0, 0], rows, dout_block, ld_block,
                       0, &dcols[0, 0], n_cols)
-                _add_cols(&dcols[0, 0], count, g, y0, y1, &dx[n0, 0, 0, 0])
+                _add_cols(&dcols[0, 0], count, g, y0, y1, &dx[n0, 0, 0, 0], True)
                 y0 = y1
             n0 += count
     np.copyto(np.asarray(dw_rows), np.asarray(dw_columns).T)

@@ -30,6 +30,8 @@ CONV_SHAPES = [
     (2, 4, 11, 9, 3, 3, 3, 2, 2),
     (2, 2, 10, 10, 5, 4, 4, 3, 1),
     (1, 3, 4, 6, 2, 5, 3, 1, 2),
+    (2, 2, 7, 6, 3, 5, 3, 1, 1),  # stride 1, W' = W but H' < H
+    (2, 2, 4, 1, 3, 3, 3, 1, 1),  # one column: every tap off the centre reads only padding
 ]
 CONV_IDS = ["N{}C{}H{}W{}F{}k{}x{}s{}p{}".format(*shape) for shape in CONV_SHAPES]
 
@@ -112,14 +114,17 @@ def test_conv_fast_equals_naive_in_blocks_of_images(monkeypatch, block_images):
         np.testing.assert_allclose(fast, naive, rtol=EXACT_TOL, atol=EXACT_TOL, err_msg=name)
 
 
-@pytest.mark.parametrize(("stride", "band"), [(1, 1), (1, 4), (1, 9), (2, 2)])
-def test_conv_fast_equals_naive_in_bands_of_output_rows(monkeypatch, stride, band):
+@pytest.mark.parametrize(
+    ("field", "stride", "pad", "band"), [(3, 1, 1, 1), (3, 1, 1, 4), (3, 1, 1, 9), (3, 2, 1, 2), (5, 1, 2, 1)]
+)
+def test_conv_fast_equals_naive_in_bands_of_output_rows(monkeypatch, field, stride, pad, band):
     # One image too big for BAND_ENTRIES is taken in bands of output rows (the product written straight
     # into the output, dout read in place): single rows, bands that leave a partial one at the end
-    # (9 = 4 + 4 + 1 output rows; with stride 2, 5 = 2 + 2 + 1) and one band for the whole image.
-    shape = (3, 2, 9, 7, 4, 3, 3, stride, 1)
+    # (9 = 4 + 4 + 1 output rows; with stride 2, 5 = 2 + 2 + 1) and one band for the whole image; with a
+    # 5x5 field, one-row bands that lie wholly in the padding for the outer filter rows.
+    shape = (3, 2, 9, 7, 4, field, field, stride, pad)
     x, w, b, dout, conv_param = conv_problem(shape)
-    rows, H_out, W_out = 2 * 3 * 3, dout.shape[2], dout.shape[3]
+    rows, H_out, W_out = 2 * field * field, dout.shape[2], dout.shape[3]
     monkeypatch.setattr(fast_layers.im2col_cython, "BLOCK_COLUMNS", 1)
     monkeypatch.setattr(fast_layers.im2col_cython, "BAND_ENTRIES", rows * W_out * band)
     assert fast_layers.im2col_cython.block_images(3, rows, H_out * W_out) == 1
