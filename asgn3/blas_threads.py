@@ -27,6 +27,12 @@ def _blas():
     or where the process may not inspect its own libraries (a grading sandbox hides /proc/self/maps)."""
     global _controller
     if _controller is _UNKNOWN:
+        # The controller sees the libraries loaded when it is made: load both BLAS first, numpy's and
+        # scipy's (which the im2col extension calls), so that a first call from the RNN layers, before
+        # any convolution, still controls both.
+        import numpy  # noqa: F401
+        import scipy.linalg  # noqa: F401
+
         try:
             _controller = ThreadpoolController() if ThreadpoolController is not None else None
         except OSError:
@@ -48,3 +54,16 @@ def blas_threads_for(multiply_adds):
     if controller is None or multiply_adds >= ONE_THREAD_BELOW:
         return nullcontext()
     return controller.limit(limits=1, user_api="blas")
+
+
+def allowed_threads():
+    """
+    How many threads numpy's BLAS may use right now: its own setting, or a limit set around the call (as
+    bench/ does with threadpoolctl). Code that splits work across threads itself asks this, so that a
+    limit of one thread keeps it on one. 1 when threadpoolctl is absent or cannot see the BLAS.
+    """
+    controller = _blas()
+    if controller is None:
+        return 1
+    counts = [lib.num_threads for lib in controller.lib_controllers if lib.user_api == "blas"]
+    return max(counts, default=1)

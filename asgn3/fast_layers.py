@@ -4,12 +4,14 @@ The im2col/col2im kernels come from the compiled extension asgn3.im2col_cython w
 otherwise from asgn3.im2col (pure numpy, same numbers, slower). float32 inputs stay float32 end to end.
 """
 
+import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from asgn3 import im2col as im2col_numpy
-from asgn3.blas_threads import blas_threads_for
+from asgn3.blas_threads import ONE_THREAD_BELOW, allowed_threads, blas_threads_for
 from asgn3.layers import conv_output_shape, pool_output_shape
 
 BUILD_COMMAND = "pip install -e .  (or: cd asgn3 && python setup.py build_ext --inplace)"
@@ -50,12 +52,46 @@ def _float_dtype(*arrays):
     return dtype if dtype in (np.float32, np.float64) else np.dtype(np.float64)
 
 
-def _threads_for_blocks(N, w_rows_shape, out_height, out_width):
-    """The BLAS threads for the extension's block-by-block products of w_rows (F, C*HH*WW) by a block."""
+# A thread takes a share of the batch only when its share has at least this many multiply-adds (about
+# 20 microseconds of work), so that starting it costs little next to what it does.
+MIN_MULTIPLY_ADDS_PER_THREAD = 2e6
+
+_pool = None
+
+
+def _block_multiply_adds(N, w_rows_shape, out_height, out_width):
+    """Multiply-adds of one of the extension's block products of w_rows (F, C*HH*WW) by a block."""
     F, rows = w_rows_shape
     images = im2col_cython.block_images(N, rows, out_height * out_width)
     columns = images * im2col_cython.band_rows(N, rows, out_height, out_width) * out_width
-    return blas_threads_for(F * rows * columns)
+    return F * rows * columns
+
+
+def _batch_shares(N, w_rows_shape, out_height, out_width):
+    """
+    Split the batch between threads: one share per thread numpy's BLAS may use, when the block products
+    are small enough that BLAS itself would run them on one thread (else one share, and BLAS spreads
+    each product), with at least MIN_MULTIPLY_ADDS_PER_THREAD in each.
+
+    Returns a list of slices of the batch, in order, covering it.
+    """
+    F, rows = w_rows_shape
+    if _block_multiply_adds(N, w_rows_shape, out_height, out_width) >= ONE_THREAD_BELOW:
+        return [slice(0, N)]
+    total = F * rows * out_height * out_width * N
+    count = int(max(1, min(allowed_threads(), N, total // MIN_MULTIPLY_ADDS_PER_THREAD)))
+    bounds = np.linspace(0, N, count + 1).round().astype(int)
+    return [slice(start, stop) for start, stop in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def _run_shares(task, shares):
+    """Run task(share) for every share, on that many threads at once (the extension releases the GIL)."""
+    global _pool
+    if len(shares) == 1:
+        return [task(shares[0])]
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="asgn3-conv")
+    return list(_pool.map(task, shares))
 
 
 def conv_forward_fast(x, w, b, conv_param):
@@ -85,8 +121,11 @@ def conv_forward_fast(x, w, b, conv_param):
     w_rows = w.reshape(F, -1)
     if _kernels() is im2col_cython:
         out = np.empty((N, F, H_out, W_out), dtype=dtype)
-        with _threads_for_blocks(N, w_rows.shape, H_out, W_out):
-            im2col_cython.conv_forward(x, w_rows, b, out, HH, WW, pad, stride)
+        shares = _batch_shares(N, w_rows.shape, H_out, W_out)
+        with blas_threads_for(_block_multiply_adds(N, w_rows.shape, H_out, W_out)):
+            _run_shares(
+                lambda s: im2col_cython.conv_forward(x[s], w_rows, b, out[s], HH, WW, pad, stride), shares
+            )
     else:
         product = w_rows @ im2col_numpy.im2col(x, HH, WW, pad, stride) + b[:, None]  # (F, N*H'*W')
         out = np.ascontiguousarray(product.reshape(F, N, H_out, W_out).transpose(1, 0, 2, 3))
@@ -118,9 +157,17 @@ def conv_backward_fast(dout, cache):
     db = dout.sum(axis=(0, 2, 3))
     w_rows = w.reshape(F, -1)
     if _kernels() is im2col_cython:
-        dx, dw_rows = np.zeros_like(x), np.zeros_like(w_rows)
-        with _threads_for_blocks(N, w_rows.shape, H_out, W_out):
-            im2col_cython.conv_backward(dout, x, w_rows, dx, dw_rows, HH, WW, pad, stride)
+        dx = np.zeros_like(x)
+        shares = _batch_shares(N, w_rows.shape, H_out, W_out)
+
+        def share_backward(s):
+            # each share's dw is its own sum; the shares' sums are added after
+            dw_share = np.zeros_like(w_rows)
+            im2col_cython.conv_backward(dout[s], x[s], w_rows, dx[s], dw_share, HH, WW, pad, stride)
+            return dw_share
+
+        with blas_threads_for(_block_multiply_adds(N, w_rows.shape, H_out, W_out)):
+            dw_rows = sum(_run_shares(share_backward, shares))
         return dx, dw_rows.reshape(w.shape), db
     cols = im2col_numpy.im2col(x, HH, WW, pad, stride)  # recomputed: cheaper than keeping it in the cache
     dout_rows = dout.transpose(1, 0, 2, 3).reshape(F, -1)  # (F, N*H'*W'), the layout of the forward's product

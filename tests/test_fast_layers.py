@@ -138,6 +138,34 @@ def test_conv_fast_equals_naive_in_bands_of_output_rows(monkeypatch, field, stri
         np.testing.assert_allclose(fast, naive, rtol=EXACT_TOL, atol=EXACT_TOL, err_msg=name)
 
 
+@pytest.mark.parametrize("threads", [2, 3])
+def test_conv_fast_equals_naive_with_the_batch_shared_between_threads(monkeypatch, threads):
+    # With BLAS allowed several threads and small products, the batch is split into one share per thread
+    # (5 images: 2 + 3, or 2 + 1 + 2), each share's dw summed on its own; the numbers stay the naive ones.
+    monkeypatch.setattr(fast_layers, "allowed_threads", lambda: threads)
+    monkeypatch.setattr(fast_layers, "MIN_MULTIPLY_ADDS_PER_THREAD", 1)
+    shape = (5, 3, 9, 7, 4, 3, 3, 1, 1)
+    x, w, b, dout, conv_param = conv_problem(shape)
+    shares = fast_layers._batch_shares(5, (4, 27), 9, 7)
+    assert len(shares) == threads and [s.start for s in shares][0] == 0 and shares[-1].stop == 5
+    assert all(a.stop == b.start for a, b in zip(shares, shares[1:], strict=False))
+    out_naive, cache_naive = layers.conv_forward_naive(x, w, b, conv_param)
+    out_fast, cache_fast = fast_layers.conv_forward_fast(x, w, b, conv_param)
+    np.testing.assert_allclose(out_fast, out_naive, rtol=EXACT_TOL, atol=EXACT_TOL)
+    grads_naive = layers.conv_backward_naive(dout, cache_naive)
+    grads_fast = fast_layers.conv_backward_fast(dout, cache_fast)
+    for name, fast, naive in zip(("dx", "dw", "db"), grads_fast, grads_naive, strict=True):
+        np.testing.assert_allclose(fast, naive, rtol=EXACT_TOL, atol=EXACT_TOL, err_msg=name)
+
+
+def test_conv_batch_stays_whole_on_one_thread_or_for_tiny_work(monkeypatch):
+    monkeypatch.setattr(fast_layers, "allowed_threads", lambda: 1)
+    assert fast_layers._batch_shares(50, (64, 576), 32, 32) == [slice(0, 50)]
+    monkeypatch.setattr(fast_layers, "allowed_threads", lambda: 2)
+    assert len(fast_layers._batch_shares(50, (64, 576), 32, 32)) == 2
+    assert fast_layers._batch_shares(2, (4, 27), 3, 3) == [slice(0, 2)]  # 2 * 4 * 27 * 9 multiply-adds
+
+
 def float32_bound(n_terms, magnitude):
     """
     The classic forward-error bound of a float32 sum of n_terms products: |computed - exact| <= gamma
