@@ -85,13 +85,24 @@ def _batch_shares(N, w_rows_shape, out_height, out_width):
 
 
 def _run_shares(task, shares):
-    """Run task(share) for every share, on that many threads at once (the extension releases the GIL)."""
+    """
+    Run task(share) for every share at once: the first on this thread, each other on a thread of the pool
+    (the extension releases the GIL). A share whose thread cannot be started (a process limit) runs here.
+
+    Returns the tasks' results, in no particular order.
+    """
     global _pool
-    if len(shares) == 1:
-        return [task(shares[0])]
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="asgn3-conv")
-    return list(_pool.map(task, shares))
+    if len(shares) > 1 and _pool is None:
+        _pool = ThreadPoolExecutor(
+            max_workers=max(1, (os.cpu_count() or 1) - 1), thread_name_prefix="asgn3-conv"
+        )
+    here, futures = [shares[0]], []
+    for share in shares[1:]:
+        try:
+            futures.append(_pool.submit(task, share))
+        except RuntimeError:
+            here.append(share)
+    return [task(share) for share in here] + [future.result() for future in futures]
 
 
 def conv_forward_fast(x, w, b, conv_param):

@@ -158,6 +158,26 @@ def test_conv_fast_equals_naive_with_the_batch_shared_between_threads(monkeypatc
         np.testing.assert_allclose(fast, naive, rtol=EXACT_TOL, atol=EXACT_TOL, err_msg=name)
 
 
+def test_conv_shares_run_here_when_no_thread_can_be_started(monkeypatch):
+    class NoThreads:
+        def submit(self, *args):
+            raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(fast_layers, "_pool", NoThreads())
+    monkeypatch.setattr(fast_layers, "allowed_threads", lambda: 2)
+    monkeypatch.setattr(fast_layers, "MIN_MULTIPLY_ADDS_PER_THREAD", 1)
+    x, w, b, dout, conv_param = conv_problem((4, 2, 6, 6, 3, 3, 3, 1, 1))
+    out_naive, cache_naive = layers.conv_forward_naive(x, w, b, conv_param)
+    out_fast, cache_fast = fast_layers.conv_forward_fast(x, w, b, conv_param)
+    np.testing.assert_allclose(out_fast, out_naive, rtol=EXACT_TOL, atol=EXACT_TOL)
+    for fast, naive in zip(
+        fast_layers.conv_backward_fast(dout, cache_fast),
+        layers.conv_backward_naive(dout, cache_naive),
+        strict=True,
+    ):
+        np.testing.assert_allclose(fast, naive, rtol=EXACT_TOL, atol=EXACT_TOL)
+
+
 def test_conv_batch_stays_whole_on_one_thread_or_for_tiny_work(monkeypatch):
     monkeypatch.setattr(fast_layers, "allowed_threads", lambda: 1)
     assert fast_layers._batch_shares(50, (64, 576), 32, 32) == [slice(0, 50)]
