@@ -386,7 +386,8 @@ def conv_backward(dout, x, w_rows, dx, dw_rows, field_height, field_width, pad, 
     Inputs:
     - dout: upstream derivative of shape (N, F, H', W'), C-contiguous, the dtype of x
     - x, w_rows: as for conv_forward
-    - dx: C-contiguous array of shape (N, C, H, W) of zeros, which the gradient of x is added to
+    - dx: C-contiguous array of shape (N, C, H, W), overwritten with the gradient of x (each block's part
+      is zeroed just before its columns are added in, while it is in the cache)
     - dw_rows: C-contiguous array of shape (F, C*HH*WW) of zeros, overwritten with the gradient of w_rows
     - field_height, field_width, pad, stride: as for conv_forward
     """
@@ -413,10 +414,12 @@ def _conv_backward_typed(const floating[:, :, :, ::1] dout, const floating[:, :,
     cdef const floating* dout_block
     cdef floating beta = 0
     if N == 0 or P == 0:
+        np.asarray(dx).fill(0)
         return
     with nogil:
         while n0 < N:
             count = min(block, N - n0)
+            memset(&dx[n0, 0, 0, 0], 0, count * g.C * g.H * g.W * sizeof(floating))
             y0 = 0
             while y0 < g.H_out:
                 y1 = min(y0 + band, g.H_out)

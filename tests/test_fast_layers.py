@@ -186,6 +186,17 @@ def test_conv_batch_stays_whole_on_one_thread_or_for_tiny_work(monkeypatch):
     assert fast_layers._batch_shares(2, (4, 27), 3, 3) == [slice(0, 2)]  # 2 * 4 * 27 * 9 multiply-adds
 
 
+def test_extension_backward_overwrites_whatever_dx_held():
+    # conv_backward_fast hands the extension an uninitialised dx: every block must zero its part first.
+    x, w, b, dout, conv_param = conv_problem((3, 2, 9, 7, 4, 3, 3, 2, 1))
+    _, cache = layers.conv_forward_naive(x, w, b, conv_param)
+    dx_naive, dw_naive, _ = layers.conv_backward_naive(dout, cache)
+    dx, dw_rows = np.full_like(x, np.nan), np.zeros((4, 2 * 3 * 3))
+    fast_layers.im2col_cython.conv_backward(dout, x, w.reshape(4, -1), dx, dw_rows, 3, 3, 1, 2)
+    np.testing.assert_allclose(dx, dx_naive, rtol=EXACT_TOL, atol=EXACT_TOL)
+    np.testing.assert_allclose(dw_rows.reshape(w.shape), dw_naive, rtol=EXACT_TOL, atol=EXACT_TOL)
+
+
 def float32_bound(n_terms, magnitude):
     """
     The classic forward-error bound of a float32 sum of n_terms products: |computed - exact| <= gamma
