@@ -7,12 +7,12 @@ of the COCO-format default. Training uses datasets/classifier_trainer.py (the ki
 asgn3.trainer) with Adam and augmentation (flips, or
 flips + colour-channel shuffles + shifts), keeps the best epoch by validation accuracy, and writes the
 weights in the classic HDF5 layout with a SHA-256 file next to them and a note of how it was trained.
-`--init` continues from saved weights, `--noise` adds SmoothGrad-like noise to half of each batch: the
-shipped model was trained in five stages, whose commands are in
-datasets/pretrained/default_pretrained_model.txt.
+`--init` continues from saved weights, `--widths` with `--init` continues from a wider copy of them (`widen`),
+`--noise` adds SmoothGrad-like noise to half of each batch: the shipped model was trained in stages, whose
+commands are in datasets/pretrained/default_pretrained_model.txt.
 
 Usage (from the kit's folder, after `bash kit.sh setup` built the default data):
-    python -m datasets.train_default_model [--epochs 11] [--init FILE.h5] [--out FILE.h5]
+    python -m datasets.train_default_model [--epochs 11] [--init FILE.h5 [--widths 24,24,...]] [--out FILE.h5]
 """
 
 import argparse
@@ -74,6 +74,61 @@ def add_noise(X, rng, noise_level):
     return X + noise.astype(X.dtype)
 
 
+def widen(model, num_filters, rng):
+    """
+    A wider copy of a trained PretrainedCNN that computes the same function (Net2Net's idea, Chen et al.
+    2016, with the new units' outgoing weights at zero instead of split): each conv block keeps its
+    filters and gets new ones with He-random incoming weights, unit gamma and zero beta; the next layer
+    reads the new channels with zero weights, so the scores do not change until training moves them.
+
+    Inputs:
+    - model: the trained PretrainedCNN.
+    - num_filters: the new widths, one per conv block, each at least the old one.
+    - rng: numpy Generator for the new filters.
+
+    Returns a new PretrainedCNN with model's strides, pads, hidden layer and batchnorm statistics.
+    """
+    old_widths = model.num_filters
+    too_narrow = any(new < old for new, old in zip(num_filters, old_widths, strict=False))
+    if len(num_filters) != len(old_widths) or too_narrow:
+        raise ValueError(
+            f"widen needs one width per conv block, each at least {old_widths}; got {num_filters}"
+        )
+    wide = PretrainedCNN(
+        dtype=model.dtype,
+        num_classes=model.num_classes,
+        input_size=model.input_size,
+        num_filters=num_filters,
+        filter_sizes=model.filter_sizes,
+        strides=[cp["stride"] for cp in model.conv_params],
+        pads=[cp["pad"] for cp in model.conv_params],
+        hidden_dim=model.hidden_dim,
+        in_channels=model.in_channels,
+        seed=0,
+    )
+    for i, old in enumerate(old_widths, start=1):
+        W = wide.params[f"W{i}"]
+        W[:old] = 0.0
+        W[:old, : model.params[f"W{i}"].shape[1]] = model.params[f"W{i}"]
+        W[old:] = np.sqrt(2.0 / np.prod(W.shape[1:])) * rng.standard_normal(W[old:].shape)
+        for key in (f"b{i}", f"gamma{i}", f"beta{i}"):
+            wide.params[key][:old] = model.params[key]
+        bn_old, bn_new = model.bn_params[i - 1], wide.bn_params[i - 1]
+        bn_new["running_mean"][:old] = bn_old["running_mean"]
+        bn_new["running_var"][:old] = bn_old["running_var"]
+    # The hidden affine layer reads the last conv block flattened as (channel, row, column).
+    h = model.num_conv + 1
+    last_old, last_new, side = old_widths[-1], num_filters[-1], model.feature_sizes[-1]
+    W = np.zeros((last_new, side * side, model.hidden_dim), model.dtype)
+    W[:last_old] = model.params[f"W{h}"].reshape(last_old, side * side, -1)
+    wide.params[f"W{h}"] = W.reshape(last_new * side * side, -1)
+    for key in (f"b{h}", f"gamma{h}", f"beta{h}", f"W{h + 1}", f"b{h + 1}"):
+        wide.params[key] = model.params[key].copy()
+    wide.bn_params[h - 1]["running_mean"] = model.bn_params[h - 1]["running_mean"].copy()
+    wide.bn_params[h - 1]["running_var"] = model.bn_params[h - 1]["running_var"].copy()
+    return wide
+
+
 def augmentation(name, noise_level):
     """The function f(X_batch, rng) -> X_batch of an --augment choice, then noise when noise_level > 0."""
     base = augment if name == "all" else random_flips
@@ -105,6 +160,14 @@ def main():
         help="also add Gaussian noise of this fraction of each image's range to a random half of each batch",
     )
     parser.add_argument(
+        "--widths",
+        type=lambda text: tuple(int(w) for w in text.split(",")),
+        default=None,
+        help=f"filters of the nine conv blocks, comma-separated (default {','.join(map(str, NUM_FILTERS))}); "
+        "with --init, a wider copy of that model (same function, new filters random) is trained, and the "
+        "default is the model's own widths",
+    )
+    parser.add_argument(
         "--init",
         type=Path,
         default=None,
@@ -121,12 +184,15 @@ def main():
         f"{time.time() - started:.0f} s",
         flush=True,
     )
+    rng = np.random.default_rng(args.seed)
     if args.init is not None:
         model = PretrainedCNN(h5_file=args.init)
+        if args.widths is not None and model.num_filters != args.widths:
+            model = widen(model, args.widths, rng)
     else:
         model = PretrainedCNN(
             num_classes=len(data["class_names"]),
-            num_filters=NUM_FILTERS,
+            num_filters=args.widths or NUM_FILTERS,
             hidden_dim=HIDDEN_DIM,
             seed=args.seed,
         )
@@ -165,7 +231,7 @@ def main():
     command = "python -m datasets.train_default_model " + " ".join(sys.argv[1:])
     note = (
         f"command: {command.strip()}\n"
-        f"architecture: PretrainedCNN(num_classes=10, num_filters={NUM_FILTERS}, "
+        f"architecture: PretrainedCNN(num_classes=10, num_filters={model.num_filters}, "
         f"hidden_dim={HIDDEN_DIM})\n"
         f"training: adam, learning_rate {args.learning_rate}, lr_decay {args.lr_decay}, "
         f"batch {args.batch_size}, "

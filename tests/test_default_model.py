@@ -16,7 +16,7 @@ from asgn3.image_gradients import create_class_visualization, deepdream, invert_
 from asgn3.image_utils import read_rgb_image, resize_bilinear
 from datasets.build_coco_default import cnn_features
 from datasets.checksum import read_checksum, sha256_of
-from datasets.train_default_model import NUM_FILTERS, add_noise, augment, augmentation
+from datasets.train_default_model import NUM_FILTERS, add_noise, augment, augmentation, widen
 
 MODEL = DEFAULT_PRETRAINED_MODEL
 
@@ -83,6 +83,35 @@ def test_the_augmentation_choices():
     # noise after the flips, shuffles and shifts, drawn from the same generator right after them
     rng = np.random.default_rng(3)
     np.testing.assert_array_equal(same, add_noise(augment(X, rng), rng, 0.1))
+
+
+def test_widen_keeps_the_function_and_gives_the_new_filters_room_to_learn():
+    small = PretrainedCNN(
+        num_classes=5,
+        input_size=16,
+        num_filters=(4, 6),
+        filter_sizes=(3, 3),
+        strides=(2, 1),
+        pads=(1, 1),
+        hidden_dim=8,
+        seed=0,
+    )
+    rng = np.random.default_rng(0)
+    for bn_param in small.bn_params:  # trained-looking statistics, which the wide copy must keep
+        bn_param["running_mean"] = rng.standard_normal(bn_param["running_mean"].shape).astype(np.float32)
+        bn_param["running_var"] = rng.uniform(0.5, 2, bn_param["running_var"].shape).astype(np.float32)
+    wide = widen(small, (7, 9), np.random.default_rng(1))
+    assert wide.num_filters == (7, 9) and wide.params["W3"].shape == (9 * 8 * 8, 8)
+    X = rng.standard_normal((6, 3, 16, 16)).astype(np.float32)
+    np.testing.assert_allclose(wide.loss(X), small.loss(X), rtol=1e-5, atol=1e-5)
+    # in training mode (batch statistics) too, and the new filters get gradients through the next layer
+    y = np.arange(6) % 5
+    loss_small, _ = small.loss(X, y)
+    loss_wide, grads = wide.loss(X, y)
+    np.testing.assert_allclose(loss_wide, loss_small, rtol=1e-5)
+    assert np.all(wide.params["W1"][4:] != 0) and np.any(grads["W2"][:, 4:] != 0)
+    with pytest.raises(ValueError, match="at least"):
+        widen(small, (3, 9), rng)
 
 
 def correctly_classified(val_scores, data, count):
