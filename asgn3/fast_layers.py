@@ -59,6 +59,15 @@ MIN_MULTIPLY_ADDS_PER_THREAD = 2e6
 _pool = None
 
 
+def _forget_pool():
+    """In a forked child the pool's threads do not exist: make a new pool there when one is needed."""
+    global _pool
+    _pool = None
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
 def _block_multiply_adds(N, w_rows_shape, out_height, out_width):
     """Multiply-adds of one of the extension's block products of w_rows (F, C*HH*WW) by a block."""
     F, rows = w_rows_shape

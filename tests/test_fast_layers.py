@@ -5,6 +5,7 @@ rounding bound of float32 sums), the numpy fallback must equal the Cython path, 
 extension must work with one warning line naming the build command.
 """
 
+import multiprocessing
 import shutil
 import subprocess
 import sys
@@ -176,6 +177,20 @@ def test_conv_shares_run_here_when_no_thread_can_be_started(monkeypatch):
         strict=True,
     ):
         np.testing.assert_allclose(fast, naive, rtol=EXACT_TOL, atol=EXACT_TOL)
+
+
+def test_conv_shared_between_threads_works_in_a_forked_child(monkeypatch):
+    # The parent's pool has threads that a forked child lacks: the child must make its own pool.
+    monkeypatch.setattr(fast_layers, "allowed_threads", lambda: 2)
+    monkeypatch.setattr(fast_layers, "MIN_MULTIPLY_ADDS_PER_THREAD", 1)
+    x, w, b, dout, conv_param = conv_problem((4, 2, 6, 6, 3, 3, 3, 1, 1))
+    expected, _ = fast_layers.conv_forward_fast(x, w, b, conv_param)  # the parent's pool now exists
+    assert fast_layers._pool is not None
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as children:
+        result = children.apply_async(fast_layers.conv_forward_fast, (x, w, b, conv_param))
+        out, _ = result.get(timeout=20)
+    np.testing.assert_array_equal(out, expected)
 
 
 def test_conv_batch_stays_whole_on_one_thread_or_for_tiny_work(monkeypatch):
