@@ -10,18 +10,28 @@ GEMM rate on the shipped ones.
     python bench/conv.py --threads 1     # one thread only
     python bench/conv.py --cpu-time      # the process's CPU time instead of wall time (one thread only)
 
-Every time is a median over --repeats rounds; in each round the kit's forward, its backward, torch's
-forward+backward and a 1024x1024 GEMM run one after the other, so that a busy machine slows all of them
-alike. The naive layers are far too slow for a full batch: they are timed on a few images and their time
+Every time is a median over --repeats rounds; in each round the kit's forward and its backward run one
+after the other; torch's forward+backward and numpy's rate on a 1024x1024 GEMM are timed right after, each
+in rounds of its own (with two threads, one library's spinning threads would otherwise slow the next).
+Run it on an idle machine.
+The naive layers are far too slow for a full batch: they are timed on a few images and their time
 is scaled per image (they loop over images, filters and pixels, so the time is proportional to the number
 of images).
 """
 
 import argparse
 import os
+import time
 
 import numpy as np
-from common import interleaved_medians, machine_line, median_seconds, set_clock, threads, try_import_torch
+from common import (
+    interleaved_medians,
+    machine_line,
+    median_seconds,
+    set_clock,
+    threads,
+    try_import_torch,
+)
 
 from asgn3 import fast_layers, layers
 from asgn3.data_paths import DEFAULT_PRETRAINED_MODEL
@@ -95,6 +105,24 @@ def torch_step(torch, x, w, b, conv_param, dout):
     return step
 
 
+def keep_busy(fns, seconds=0.3):
+    """
+    Call fns round by round, untimed, for about `seconds`: past the time another library's threads go on
+    spinning after a multi-threaded product (about 0.1 s for OpenBLAS) and the time an idle core takes to
+    come back to speed, so that the timed rounds after it see the steady state of a loop.
+    """
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        for fn in fns:
+            fn()
+
+
+def time_medians(fns, repeats):
+    """Median times of fns (interleaved rounds), after keep_busy with them."""
+    keep_busy(fns)
+    return interleaved_medians(fns, repeats=repeats)
+
+
 def time_shapes(shapes, N, n_threads, repeats, torch):
     """Print one line per shape: forward and backward times, GFLOP/s next to the GEMM rate, the ratio to
     torch; then the whole list's rate. Returns nothing."""
@@ -104,15 +132,21 @@ def time_shapes(shapes, N, n_threads, repeats, torch):
         x, w, b, conv_param, dout = conv_problem(N, C, F, k, stride, pad, size, np.float32)
         with threads(n_threads, torch):
             _, cache = fast_layers.conv_forward_fast(x, w, b, conv_param)
-            fns = [
-                lambda: fast_layers.conv_forward_fast(x, w, b, conv_param),  # noqa: B023 (used at once)
-                lambda: fast_layers.conv_backward_fast(dout, cache),  # noqa: B023
-                lambda: gemm_a @ gemm_a,
-            ]
+            t_f, t_b = time_medians(
+                [
+                    lambda: fast_layers.conv_forward_fast(x, w, b, conv_param),  # noqa: B023 (used at once)
+                    lambda: fast_layers.conv_backward_fast(dout, cache),  # noqa: B023
+                ],
+                repeats,
+            )
+            # torch and the GEMM are timed on their own, after: with two threads, a multi-threaded product
+            # leaves OpenBLAS's (or OpenMP's) threads spinning for a while, which would take the second
+            # core from whatever is timed next (keep_busy waits that out).
             if torch is not None:
-                fns.append(torch_step(torch, x, w, b, conv_param, dout))
-            seconds = interleaved_medians(fns, repeats=repeats)
-        t_f, t_b, t_gemm = seconds[:3]
+                (t_torch,) = interleaved_medians(
+                    [torch_step(torch, x, w, b, conv_param, dout)], repeats=repeats
+                )
+            (t_gemm,) = interleaved_medians([lambda: gemm_a @ gemm_a], repeats=repeats)
         gemm = 2 * 1024**3 / t_gemm / 1e9
         # forward: one product (F x CKK) @ (CKK x NP); backward: two of the same size
         flops = 3 * 2 * F * C * k * k * dout.shape[0] * dout.shape[2] * dout.shape[3]
@@ -124,8 +158,8 @@ def time_shapes(shapes, N, n_threads, repeats, torch):
             f"  = {rate / gemm:4.2f} x GEMM ({gemm:5.1f} GFLOP/s)"
         )
         if torch is not None:
-            ratio = (t_f + t_b) / seconds[3]
-            line += f"  torch {seconds[3] * 1e3:7.1f} ms: ours takes {ratio:4.2f} x torch's time"
+            ratio = (t_f + t_b) / t_torch
+            line += f"  torch {t_torch * 1e3:7.1f} ms: ours takes {ratio:4.2f} x torch's time"
         print(line)
     # each layer's time at the GEMM rate measured next to it: a busy moment does not skew the total
     print(f"  all {len(shapes)} layers together: {total_flops / 1e9 / gemm_equivalent:4.2f} x GEMM")
