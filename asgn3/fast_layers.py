@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from asgn3 import im2col as im2col_numpy
-from asgn3.blas_threads import ONE_THREAD_BELOW, allowed_threads, blas_threads_for
+from asgn3.blas_threads import allowed_threads, blas_threads_for, machine_is_busy, one_blas_thread
 from asgn3.layers import conv_output_shape, pool_output_shape
 
 BUILD_COMMAND = "pip install -e .  (or: cd asgn3 && python setup.py build_ext --inplace)"
@@ -55,6 +55,9 @@ def _float_dtype(*arrays):
 # A thread takes a share of the batch only when its share has at least this many multiply-adds (about
 # 20 microseconds of work), so that starting it costs little next to what it does.
 MIN_MULTIPLY_ADDS_PER_THREAD = 2e6
+# A block product this big is left to BLAS to spread over its threads, in one share: splitting the batch
+# gains nothing more there.
+BLAS_SPREADS_ABOVE = 2e8
 
 _pool = None
 
@@ -78,19 +81,26 @@ def _block_multiply_adds(N, w_rows_shape, out_height, out_width):
 
 def _batch_shares(N, w_rows_shape, out_height, out_width):
     """
-    Split the batch between threads: one share per thread numpy's BLAS may use, when the block products
-    are small enough that BLAS itself would run them on one thread (else one share, and BLAS spreads
-    each product), with at least MIN_MULTIPLY_ADDS_PER_THREAD in each.
+    Split the batch between threads: one share per thread numpy's BLAS may use, each share's products on
+    one BLAS thread, with at least MIN_MULTIPLY_ADDS_PER_THREAD in each. One share on a busy machine, and
+    when a block product is over BLAS_SPREADS_ABOVE (BLAS spreads each product then).
 
     Returns a list of slices of the batch, in order, covering it.
     """
     F, rows = w_rows_shape
-    if _block_multiply_adds(N, w_rows_shape, out_height, out_width) >= ONE_THREAD_BELOW:
+    big_blocks = _block_multiply_adds(N, w_rows_shape, out_height, out_width) > BLAS_SPREADS_ABOVE
+    if big_blocks or machine_is_busy():
         return [slice(0, N)]
     total = F * rows * out_height * out_width * N
     count = int(max(1, min(allowed_threads(), N, total // MIN_MULTIPLY_ADDS_PER_THREAD)))
     bounds = np.linspace(0, N, count + 1).round().astype(int)
-    return [slice(start, stop) for start, stop in zip(bounds[:-1], bounds[1:], strict=True)]
+    return [slice(int(start), int(stop)) for start, stop in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def _blas_threads_for_shares(shares, block_multiply_adds):
+    """One BLAS thread inside each of several shares (they use the cores); for one share, the threads that
+    suit the size of its block products (blas_threads_for)."""
+    return one_blas_thread() if len(shares) > 1 else blas_threads_for(block_multiply_adds)
 
 
 def _run_shares(task, shares):
@@ -142,7 +152,7 @@ def conv_forward_fast(x, w, b, conv_param):
     if _kernels() is im2col_cython:
         out = np.empty((N, F, H_out, W_out), dtype=dtype)
         shares = _batch_shares(N, w_rows.shape, H_out, W_out)
-        with blas_threads_for(_block_multiply_adds(N, w_rows.shape, H_out, W_out)):
+        with _blas_threads_for_shares(shares, _block_multiply_adds(N, w_rows.shape, H_out, W_out)):
             _run_shares(
                 lambda s: im2col_cython.conv_forward(x[s], w_rows, b, out[s], HH, WW, pad, stride), shares
             )
@@ -186,7 +196,7 @@ def conv_backward_fast(dout, cache):
             im2col_cython.conv_backward(dout[s], x[s], w_rows, dx[s], dw_share, HH, WW, pad, stride)
             return dw_share
 
-        with blas_threads_for(_block_multiply_adds(N, w_rows.shape, H_out, W_out)):
+        with _blas_threads_for_shares(shares, _block_multiply_adds(N, w_rows.shape, H_out, W_out)):
             dw_rows = sum(_run_shares(share_backward, shares))
         return dx, dw_rows.reshape(w.shape), db
     cols = im2col_numpy.im2col(x, HH, WW, pad, stride)  # recomputed: cheaper than keeping it in the cache

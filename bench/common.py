@@ -78,6 +78,24 @@ def interleaved_medians(fns, repeats=5, warmup=1):
     return [float(np.median(fn_times)) for fn_times in times]
 
 
+def keep_busy(fns, seconds=0.3):
+    """
+    Call fns round by round, untimed, for about `seconds`: past the time another library's threads go on
+    spinning after a multi-threaded product (about 0.1 s for OpenBLAS) and the time an idle core takes to
+    come back to speed, so that the timed rounds after it see the steady state of a loop.
+    """
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        for fn in fns:
+            fn()
+
+
+def time_medians(fns, repeats):
+    """Median times of fns (interleaved rounds), after keep_busy with them."""
+    keep_busy(fns)
+    return interleaved_medians(fns, repeats=repeats)
+
+
 @contextmanager
 def threads(n, torch=None):
     """Inside the block numpy's BLAS (and torch, when given) use n threads; the previous counts after it."""

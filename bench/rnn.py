@@ -8,8 +8,9 @@ torch's time with one thread, at most 1.25x with two.
     python bench/rnn.py --repeats 3      # fewer timed runs
     python bench/rnn.py --cpu-time       # the process's CPU time instead of wall time (busy machine)
 
-Every time is a median over --repeats rounds; in each round the kit's forward, its backward and torch's
-forward+backward run one after the other, so that a busy machine slows all of them alike. The GFLOP/s
+Every time is a median over --repeats rounds (common.time_medians): in each round the kit's forward and its
+backward run one after the other; torch's forward+backward is timed right after, in rounds of its own, so
+that neither library's spinning threads slow the other. Run it on an idle machine. The GFLOP/s
 count only the matrix products, which are nearly all the work: per time step and per gate block, forward
 x Wx and h Wh, backward dx, dWx, dh and dWh, so forward+backward is 3 * 2 N T (D + H) kH flops with k = 4
 for the LSTM and 1 for the RNN. torch is told the same number of threads (torch.set_num_threads).
@@ -19,7 +20,7 @@ import argparse
 import os
 
 import numpy as np
-from common import gemm_gflops, interleaved_medians, machine_line, set_clock, threads, try_import_torch
+from common import gemm_gflops, machine_line, set_clock, threads, time_medians, try_import_torch
 
 from asgn3 import rnn_layers
 
@@ -73,11 +74,9 @@ def time_cell(cell, shape, n_threads, repeats, torch):
     with threads(n_threads, torch):
         gemm = gemm_gflops(n=1024, dtype=np.float32, repeats=repeats)
         _, cache = forward(x, h0, Wx, Wh, b)
-        fns = [lambda: forward(x, h0, Wx, Wh, b), lambda: backward(dh, cache)]
-        if torch is not None:
-            fns.append(torch_step(torch, cell, x, h0, Wx, Wh, b, dh))
-        seconds = interleaved_medians(fns, repeats=repeats)
-    t_f, t_b = seconds[:2]
+        t_f, t_b = time_medians([lambda: forward(x, h0, Wx, Wh, b), lambda: backward(dh, cache)], repeats)
+        if torch is not None:  # in rounds of its own: see time_medians
+            (t_torch,) = time_medians([torch_step(torch, cell, x, h0, Wx, Wh, b, dh)], repeats)
     total = t_f + t_b
     rate = 3 * 2 * N * T * (D + H) * gates * H / total / 1e9
     line = (
@@ -86,7 +85,7 @@ def time_cell(cell, shape, n_threads, repeats, torch):
         f"{rate / gemm:4.2f} x GEMM ({gemm:5.1f} GFLOP/s)"
     )
     if torch is not None:
-        line += f"  torch {seconds[2] * 1e3:6.1f} ms: ours takes {total / seconds[2]:4.2f} x torch's time"
+        line += f"  torch {t_torch * 1e3:6.1f} ms: ours takes {total / t_torch:4.2f} x torch's time"
     print(line)
 
 

@@ -17,8 +17,29 @@ def fresh_controller(monkeypatch):
     monkeypatch.setattr(blas_threads, "_controller", blas_threads._UNKNOWN)
 
 
-def test_large_products_keep_the_blas_setting(fresh_controller):
+def test_large_products_keep_the_blas_setting_on_an_idle_machine(fresh_controller, monkeypatch):
+    monkeypatch.setattr(blas_threads, "machine_is_busy", lambda: False)
     assert isinstance(blas_threads.blas_threads_for(blas_threads.ONE_THREAD_BELOW), nullcontext)
+    with blas_threads.blas_threads_for(blas_threads.ONE_THREAD_BELOW - 1):
+        assert blas_threads.allowed_threads() == 1
+
+
+def test_every_product_runs_on_one_thread_on_a_busy_machine(fresh_controller, monkeypatch):
+    monkeypatch.setattr(blas_threads, "machine_is_busy", lambda: True)
+    with blas_threads.blas_threads_for(1e12):
+        assert blas_threads.allowed_threads() == 1
+
+
+@pytest.mark.parametrize(("load", "busy"), [(0.5, False), (2.0, False), (2.6, True), (None, False)])
+def test_busy_means_a_load_above_the_cores(monkeypatch, load, busy):
+    def getloadavg():
+        if load is None:
+            raise OSError("no /proc/loadavg here")
+        return (load, load, load)
+
+    monkeypatch.setattr(blas_threads.os, "getloadavg", getloadavg)
+    monkeypatch.setattr(blas_threads.os, "cpu_count", lambda: 2)
+    assert blas_threads.machine_is_busy() is busy
 
 
 def test_a_hidden_proc_maps_means_no_thread_control_not_an_error(fresh_controller, monkeypatch):

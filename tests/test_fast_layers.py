@@ -144,6 +144,7 @@ def test_conv_fast_equals_naive_with_the_batch_shared_between_threads(monkeypatc
     # With BLAS allowed several threads and small products, the batch is split into one share per thread
     # (5 images: 2 + 3, or 2 + 1 + 2), each share's dw summed on its own; the numbers stay the naive ones.
     monkeypatch.setattr(fast_layers, "allowed_threads", lambda: threads)
+    monkeypatch.setattr(fast_layers, "machine_is_busy", lambda: False)
     monkeypatch.setattr(fast_layers, "MIN_MULTIPLY_ADDS_PER_THREAD", 1)
     shape = (5, 3, 9, 7, 4, 3, 3, 1, 1)
     x, w, b, dout, conv_param = conv_problem(shape)
@@ -166,6 +167,7 @@ def test_conv_shares_run_here_when_no_thread_can_be_started(monkeypatch):
 
     monkeypatch.setattr(fast_layers, "_pool", NoThreads())
     monkeypatch.setattr(fast_layers, "allowed_threads", lambda: 2)
+    monkeypatch.setattr(fast_layers, "machine_is_busy", lambda: False)
     monkeypatch.setattr(fast_layers, "MIN_MULTIPLY_ADDS_PER_THREAD", 1)
     x, w, b, dout, conv_param = conv_problem((4, 2, 6, 6, 3, 3, 3, 1, 1))
     out_naive, cache_naive = layers.conv_forward_naive(x, w, b, conv_param)
@@ -182,6 +184,7 @@ def test_conv_shares_run_here_when_no_thread_can_be_started(monkeypatch):
 def test_conv_shared_between_threads_works_in_a_forked_child(monkeypatch):
     # The parent's pool has threads that a forked child lacks: the child must make its own pool.
     monkeypatch.setattr(fast_layers, "allowed_threads", lambda: 2)
+    monkeypatch.setattr(fast_layers, "machine_is_busy", lambda: False)
     monkeypatch.setattr(fast_layers, "MIN_MULTIPLY_ADDS_PER_THREAD", 1)
     x, w, b, dout, conv_param = conv_problem((4, 2, 6, 6, 3, 3, 3, 1, 1))
     expected, _ = fast_layers.conv_forward_fast(x, w, b, conv_param)  # the parent's pool now exists
@@ -194,11 +197,14 @@ def test_conv_shared_between_threads_works_in_a_forked_child(monkeypatch):
 
 
 def test_conv_batch_stays_whole_on_one_thread_or_for_tiny_work(monkeypatch):
+    monkeypatch.setattr(fast_layers, "machine_is_busy", lambda: False)
     monkeypatch.setattr(fast_layers, "allowed_threads", lambda: 1)
     assert fast_layers._batch_shares(50, (64, 576), 32, 32) == [slice(0, 50)]
     monkeypatch.setattr(fast_layers, "allowed_threads", lambda: 2)
     assert len(fast_layers._batch_shares(50, (64, 576), 32, 32)) == 2
     assert fast_layers._batch_shares(2, (4, 27), 3, 3) == [slice(0, 2)]  # 2 * 4 * 27 * 9 multiply-adds
+    monkeypatch.setattr(fast_layers, "machine_is_busy", lambda: True)  # a busy machine: one share
+    assert fast_layers._batch_shares(50, (64, 576), 32, 32) == [slice(0, 50)]
 
 
 def test_extension_backward_overwrites_whatever_dx_held():
