@@ -192,7 +192,7 @@ def conv_backward_fast(dout, cache):
 
         def share_backward(s):
             # each share's dw is its own sum; the shares' sums are added after
-            dw_share = np.zeros_like(w_rows)
+            dw_share = np.empty_like(w_rows)  # overwritten by the extension
             im2col_cython.conv_backward(dout[s], x[s], w_rows, dx[s], dw_share, HH, WW, pad, stride)
             return dw_share
 

@@ -207,12 +207,15 @@ def test_conv_batch_stays_whole_on_one_thread_or_for_tiny_work(monkeypatch):
     assert fast_layers._batch_shares(50, (64, 576), 32, 32) == [slice(0, 50)]
 
 
-def test_extension_backward_overwrites_whatever_dx_held():
-    # conv_backward_fast hands the extension an uninitialised dx: every block must zero its part first.
+@pytest.mark.parametrize("transposed_below", [1, 1000], ids=["dw in place", "dw transposed"])
+def test_extension_backward_overwrites_whatever_dx_and_dw_held(monkeypatch, transposed_below):
+    # conv_backward_fast hands the extension uninitialised dx and dw: every block must zero its part of dx
+    # first, and dw is overwritten, accumulated in place (many filters) or transposed (few).
+    monkeypatch.setattr(fast_layers.im2col_cython, "TRANSPOSED_DW_BELOW", transposed_below)
     x, w, b, dout, conv_param = conv_problem((3, 2, 9, 7, 4, 3, 3, 2, 1))
     _, cache = layers.conv_forward_naive(x, w, b, conv_param)
     dx_naive, dw_naive, _ = layers.conv_backward_naive(dout, cache)
-    dx, dw_rows = np.full_like(x, np.nan), np.zeros((4, 2 * 3 * 3))
+    dx, dw_rows = np.full_like(x, np.nan), np.full((4, 2 * 3 * 3), np.nan)
     fast_layers.im2col_cython.conv_backward(dout, x, w.reshape(4, -1), dx, dw_rows, 3, 3, 1, 2)
     np.testing.assert_allclose(dx, dx_naive, rtol=EXACT_TOL, atol=EXACT_TOL)
     np.testing.assert_allclose(dw_rows.reshape(w.shape), dw_naive, rtol=EXACT_TOL, atol=EXACT_TOL)
