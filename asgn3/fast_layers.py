@@ -98,9 +98,12 @@ def _batch_shares(N, w_rows_shape, out_height, out_width):
 
 
 def _blas_threads_for_shares(shares, block_multiply_adds):
-    """One BLAS thread inside each of several shares (they use the cores); for one share, the threads that
-    suit the size of its block products (blas_threads_for)."""
-    return one_blas_thread() if len(shares) > 1 else blas_threads_for(block_multiply_adds)
+    """One BLAS thread for the block products, unless they are one share of blocks over
+    BLAS_SPREADS_ABOVE: then the BLAS's own setting spreads each product. (Below that, a block's product
+    is too small to gain from BLAS threads: at batch 1, EfficientNet-Lite0's stem took longer with two.)"""
+    if len(shares) == 1 and block_multiply_adds > BLAS_SPREADS_ABOVE:
+        return blas_threads_for(block_multiply_adds)
+    return one_blas_thread()
 
 
 def _run_shares(task, shares):
