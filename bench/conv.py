@@ -21,7 +21,6 @@ of images).
 
 import argparse
 import os
-import time
 
 import numpy as np
 from common import (
@@ -30,6 +29,7 @@ from common import (
     median_seconds,
     set_clock,
     threads,
+    time_medians,
     try_import_torch,
 )
 
@@ -103,24 +103,6 @@ def torch_step(torch, x, w, b, conv_param, dout):
         out.backward(tdout)
 
     return step
-
-
-def keep_busy(fns, seconds=0.3):
-    """
-    Call fns round by round, untimed, for about `seconds`: past the time another library's threads go on
-    spinning after a multi-threaded product (about 0.1 s for OpenBLAS) and the time an idle core takes to
-    come back to speed, so that the timed rounds after it see the steady state of a loop.
-    """
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        for fn in fns:
-            fn()
-
-
-def time_medians(fns, repeats):
-    """Median times of fns (interleaved rounds), after keep_busy with them."""
-    keep_busy(fns)
-    return interleaved_medians(fns, repeats=repeats)
 
 
 def time_shapes(shapes, N, n_threads, repeats, torch):
