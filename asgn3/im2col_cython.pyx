@@ -261,7 +261,8 @@ def band_rows(n_images, rows, out_height, out_width):
     Inputs:
     - n_images: N; rows: C*HH*WW, the rows of cols; out_height, out_width: H', W'
     """
-    if block_images(n_images, rows, out_height * out_width) > 1 or rows * out_height * out_width <= BAND_ENTRIES:
+    several_images = block_images(n_images, rows, out_height * out_width) > 1
+    if several_images or rows * out_height * out_width <= BAND_ENTRIES:
         return out_height
     return max(1, min(out_height, BAND_ENTRIES // (rows * out_width)))
 
