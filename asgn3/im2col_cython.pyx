@@ -415,7 +415,10 @@ def _conv_backward_typed(const floating[:, :, :, ::1] dout, const floating[:, :,
     # 16-64 (one core, the shipped model's shapes). With many, the copy would cost more than it saves (a
     # (4608, 1024) one takes 28 ms, 16x the product of one image), and dw accumulates in place.
     cdef bint transposed = F < TRANSPOSED_DW_BELOW
-    cdef floating[:, ::1] dw_columns = np.empty((rows if transposed else 1, F if transposed else 1), dtype=dtype)
+    # the transposed sums; a 1x1 placeholder when dw accumulates in place
+    cdef floating[:, ::1] dw_columns = (
+        np.empty((rows, F), dtype=dtype) if transposed else np.empty((1, 1), dtype=dtype)
+    )
     cdef floating* dw_target = &dw_columns[0, 0] if transposed else &dw_rows[0, 0]
     cdef Py_ssize_t n0 = 0, y0, y1, n, f, count, n_cols, ld_block
     cdef const floating* dout_block
