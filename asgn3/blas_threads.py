@@ -77,7 +77,7 @@ def machine_is_busy():
     cannot be read)."""
     try:
         load = os.getloadavg()[0]
-    except OSError:
+    except (OSError, AttributeError):  # unreadable, or no getloadavg at all (Windows)
         return False
     return load > (os.cpu_count() or 1) + BUSY_ABOVE_CORES
 

@@ -68,7 +68,8 @@ def _forget_pool():
     _pool = None
 
 
-os.register_at_fork(after_in_child=_forget_pool)
+if hasattr(os, "register_at_fork"):  # POSIX; Windows has no fork
+    os.register_at_fork(after_in_child=_forget_pool)
 
 
 def _block_multiply_adds(N, w_rows_shape, out_height, out_width):

@@ -83,3 +83,8 @@ def test_a_first_call_before_any_import_of_numpy_or_scipy_still_controls_both_bl
         "assert first == later and first, (first, later)\n"
     )
     subprocess.run([sys.executable, "-c", script], check=True, cwd=KIT_DIR)
+
+
+def test_no_getloadavg_at_all_means_not_busy(monkeypatch):
+    monkeypatch.delattr(blas_threads.os, "getloadavg")
+    assert blas_threads.machine_is_busy() is False
