@@ -98,13 +98,23 @@ def _batch_shares(N, w_rows_shape, out_height, out_width):
     return [slice(int(start), int(stop)) for start, stop in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
-def _blas_threads_for_shares(shares, block_multiply_adds):
-    """One BLAS thread for the block products, unless they are one share of blocks over
-    BLAS_SPREADS_ABOVE: then the BLAS's own setting spreads each product. (Below that, a block's product
-    is too small to gain from BLAS threads: at batch 1, EfficientNet-Lite0's stem took longer with two.)"""
+def _run_over_batch(task, N, w_rows_shape, out_height, out_width):
+    """
+    Run task(share) on every share of the batch (_batch_shares), with one BLAS thread for the block
+    products, unless they are one share of blocks over BLAS_SPREADS_ABOVE: then the BLAS's own setting
+    spreads each product. (Below that, a block's product is too small to gain from BLAS threads: at batch 1,
+    EfficientNet-Lite0's stem took longer with two.)
+
+    Returns the tasks' results, in no particular order.
+    """
+    shares = _batch_shares(N, w_rows_shape, out_height, out_width)
+    block_multiply_adds = _block_multiply_adds(N, w_rows_shape, out_height, out_width)
     if len(shares) == 1 and block_multiply_adds > BLAS_SPREADS_ABOVE:
-        return blas_threads_for(block_multiply_adds)
-    return one_blas_thread()
+        threads = blas_threads_for(block_multiply_adds)
+    else:
+        threads = one_blas_thread()
+    with threads:
+        return _run_shares(task, shares)
 
 
 def _run_shares(task, shares):
@@ -155,11 +165,13 @@ def conv_forward_fast(x, w, b, conv_param):
     w_rows = w.reshape(F, -1)
     if _kernels() is im2col_cython:
         out = np.empty((N, F, H_out, W_out), dtype=dtype)
-        shares = _batch_shares(N, w_rows.shape, H_out, W_out)
-        with _blas_threads_for_shares(shares, _block_multiply_adds(N, w_rows.shape, H_out, W_out)):
-            _run_shares(
-                lambda s: im2col_cython.conv_forward(x[s], w_rows, b, out[s], HH, WW, pad, stride), shares
-            )
+        _run_over_batch(
+            lambda s: im2col_cython.conv_forward(x[s], w_rows, b, out[s], HH, WW, pad, stride),
+            N,
+            w_rows.shape,
+            H_out,
+            W_out,
+        )
     else:
         product = w_rows @ im2col_numpy.im2col(x, HH, WW, pad, stride) + b[:, None]  # (F, N*H'*W')
         out = np.ascontiguousarray(product.reshape(F, N, H_out, W_out).transpose(1, 0, 2, 3))
@@ -192,7 +204,6 @@ def conv_backward_fast(dout, cache):
     w_rows = w.reshape(F, -1)
     if _kernels() is im2col_cython:
         dx = np.empty_like(x)  # the extension zeroes each block's part before adding into it
-        shares = _batch_shares(N, w_rows.shape, H_out, W_out)
 
         def share_backward(s):
             # each share's dw is its own sum; the shares' sums are added after
@@ -200,8 +211,7 @@ def conv_backward_fast(dout, cache):
             im2col_cython.conv_backward(dout[s], x[s], w_rows, dx[s], dw_share, HH, WW, pad, stride)
             return dw_share
 
-        with _blas_threads_for_shares(shares, _block_multiply_adds(N, w_rows.shape, H_out, W_out)):
-            dw_rows = sum(_run_shares(share_backward, shares))
+        dw_rows = sum(_run_over_batch(share_backward, N, w_rows.shape, H_out, W_out))
         return dx, dw_rows.reshape(w.shape), db
     cols = im2col_numpy.im2col(x, HH, WW, pad, stride)  # recomputed: cheaper than keeping it in the cache
     dout_rows = dout.transpose(1, 0, 2, 3).reshape(F, -1)  # (F, N*H'*W'), the layout of the forward's product

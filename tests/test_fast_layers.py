@@ -84,9 +84,8 @@ def test_extension_is_built_and_used():
 # --------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("shape", CONV_SHAPES, ids=CONV_IDS)
-def test_conv_fast_equals_naive_float64(shape):
-    x, w, b, dout, conv_param = conv_problem(shape)
+def assert_fast_equals_naive(x, w, b, dout, conv_param):
+    """conv_forward_fast and conv_backward_fast give the naive layer's output, dx, dw and db."""
     out_naive, cache_naive = layers.conv_forward_naive(x, w, b, conv_param)
     out_fast, cache_fast = fast_layers.conv_forward_fast(x, w, b, conv_param)
     np.testing.assert_allclose(out_fast, out_naive, rtol=EXACT_TOL, atol=EXACT_TOL)
@@ -95,6 +94,12 @@ def test_conv_fast_equals_naive_float64(shape):
     for name, fast, naive in zip(("dx", "dw", "db"), grads_fast, grads_naive, strict=True):
         assert fast.shape == naive.shape, name
         np.testing.assert_allclose(fast, naive, rtol=EXACT_TOL, atol=EXACT_TOL, err_msg=name)
+
+
+@pytest.mark.parametrize("shape", CONV_SHAPES, ids=CONV_IDS)
+def test_conv_fast_equals_naive_float64(shape):
+    x, w, b, dout, conv_param = conv_problem(shape)
+    assert_fast_equals_naive(x, w, b, dout, conv_param)
 
 
 @pytest.mark.parametrize("block_images", [1, 2, 5])
@@ -106,13 +111,7 @@ def test_conv_fast_equals_naive_in_blocks_of_images(monkeypatch, block_images):
     positions = dout.shape[2] * dout.shape[3]
     monkeypatch.setattr(fast_layers.im2col_cython, "BLOCK_COLUMNS", block_images * positions)
     assert fast_layers.im2col_cython.block_images(5, 3 * 3 * 3, positions) == block_images
-    out_naive, cache_naive = layers.conv_forward_naive(x, w, b, conv_param)
-    out_fast, cache_fast = fast_layers.conv_forward_fast(x, w, b, conv_param)
-    np.testing.assert_allclose(out_fast, out_naive, rtol=EXACT_TOL, atol=EXACT_TOL)
-    grads_naive = layers.conv_backward_naive(dout, cache_naive)
-    grads_fast = fast_layers.conv_backward_fast(dout, cache_fast)
-    for name, fast, naive in zip(("dx", "dw", "db"), grads_fast, grads_naive, strict=True):
-        np.testing.assert_allclose(fast, naive, rtol=EXACT_TOL, atol=EXACT_TOL, err_msg=name)
+    assert_fast_equals_naive(x, w, b, dout, conv_param)
 
 
 @pytest.mark.parametrize(
@@ -130,13 +129,7 @@ def test_conv_fast_equals_naive_in_bands_of_output_rows(monkeypatch, field, stri
     monkeypatch.setattr(fast_layers.im2col_cython, "BAND_ENTRIES", rows * W_out * band)
     assert fast_layers.im2col_cython.block_images(3, rows, H_out * W_out) == 1
     assert fast_layers.im2col_cython.band_rows(3, rows, H_out, W_out) == band
-    out_naive, cache_naive = layers.conv_forward_naive(x, w, b, conv_param)
-    out_fast, cache_fast = fast_layers.conv_forward_fast(x, w, b, conv_param)
-    np.testing.assert_allclose(out_fast, out_naive, rtol=EXACT_TOL, atol=EXACT_TOL)
-    grads_naive = layers.conv_backward_naive(dout, cache_naive)
-    grads_fast = fast_layers.conv_backward_fast(dout, cache_fast)
-    for name, fast, naive in zip(("dx", "dw", "db"), grads_fast, grads_naive, strict=True):
-        np.testing.assert_allclose(fast, naive, rtol=EXACT_TOL, atol=EXACT_TOL, err_msg=name)
+    assert_fast_equals_naive(x, w, b, dout, conv_param)
 
 
 @pytest.mark.parametrize("threads", [2, 3])
@@ -151,13 +144,7 @@ def test_conv_fast_equals_naive_with_the_batch_shared_between_threads(monkeypatc
     shares = fast_layers._batch_shares(5, (4, 27), 9, 7)
     assert len(shares) == threads and [s.start for s in shares][0] == 0 and shares[-1].stop == 5
     assert all(a.stop == b.start for a, b in zip(shares, shares[1:], strict=False))
-    out_naive, cache_naive = layers.conv_forward_naive(x, w, b, conv_param)
-    out_fast, cache_fast = fast_layers.conv_forward_fast(x, w, b, conv_param)
-    np.testing.assert_allclose(out_fast, out_naive, rtol=EXACT_TOL, atol=EXACT_TOL)
-    grads_naive = layers.conv_backward_naive(dout, cache_naive)
-    grads_fast = fast_layers.conv_backward_fast(dout, cache_fast)
-    for name, fast, naive in zip(("dx", "dw", "db"), grads_fast, grads_naive, strict=True):
-        np.testing.assert_allclose(fast, naive, rtol=EXACT_TOL, atol=EXACT_TOL, err_msg=name)
+    assert_fast_equals_naive(x, w, b, dout, conv_param)
 
 
 def test_conv_shares_run_here_when_no_thread_can_be_started(monkeypatch):
@@ -170,15 +157,7 @@ def test_conv_shares_run_here_when_no_thread_can_be_started(monkeypatch):
     monkeypatch.setattr(fast_layers, "machine_is_busy", lambda: False)
     monkeypatch.setattr(fast_layers, "MIN_MULTIPLY_ADDS_PER_THREAD", 1)
     x, w, b, dout, conv_param = conv_problem((4, 2, 6, 6, 3, 3, 3, 1, 1))
-    out_naive, cache_naive = layers.conv_forward_naive(x, w, b, conv_param)
-    out_fast, cache_fast = fast_layers.conv_forward_fast(x, w, b, conv_param)
-    np.testing.assert_allclose(out_fast, out_naive, rtol=EXACT_TOL, atol=EXACT_TOL)
-    for fast, naive in zip(
-        fast_layers.conv_backward_fast(dout, cache_fast),
-        layers.conv_backward_naive(dout, cache_naive),
-        strict=True,
-    ):
-        np.testing.assert_allclose(fast, naive, rtol=EXACT_TOL, atol=EXACT_TOL)
+    assert_fast_equals_naive(x, w, b, dout, conv_param)
 
 
 def test_conv_shared_between_threads_works_in_a_forked_child(monkeypatch):
