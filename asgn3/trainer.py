@@ -134,6 +134,22 @@ def decay_learning_rate(factor):
     return decay
 
 
+def cosine_learning_rate(base_rate, num_iterations):
+    """
+    A callback (on_batch_end) that sets every parameter's learning rate on a cosine from base_rate down to 0
+    over num_iterations updates (Loshchilov & Hutter 2017, without restarts):
+    rate(t) = base_rate * (1 + cos(pi * t / num_iterations)) / 2 after update t.
+    """
+
+    def set_rate(trainer):
+        progress = min(trainer.iteration / num_iterations, 1.0)
+        rate = 0.5 * base_rate * (1.0 + np.cos(np.pi * progress))
+        for config in trainer.optim_configs.values():
+            config["learning_rate"] = rate
+
+    return set_rate
+
+
 class Progress:
     """
     Progress output as callbacks: a tqdm bar over the run showing the last loss, a line with the loss every

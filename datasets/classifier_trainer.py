@@ -30,7 +30,9 @@ import time
 
 import numpy as np
 
-from asgn3.trainer import Progress, Trainer, decay_learning_rate
+from asgn3.trainer import Progress, Trainer, cosine_learning_rate, decay_learning_rate
+
+LR_SCHEDULES = ("decay", "cosine")
 
 
 def random_flips(X, rng):
@@ -74,6 +76,80 @@ def shuffled_batches(X, y, batch_size, dtype, rng, augment_fn=None):
             yield X_batch, y[batch]
 
 
+def smoothed_softmax_loss(scores, y, smoothing):
+    """
+    Softmax loss against smoothed labels (Szegedy et al. 2016): the target of example i puts
+    1 - smoothing + smoothing / C on class y[i] and smoothing / C on every other class.
+
+    Inputs:
+    - scores: class scores (N, C).
+    - y: integer labels (N,), each in [0, C).
+    - smoothing: the share of the target spread evenly over the C classes, in [0, 1); 0 is the plain
+      softmax loss.
+
+    Returns a tuple of:
+    - loss: the mean cross-entropy between the targets and the softmax of the scores (float).
+    - dscores: its gradient with respect to scores (N, C).
+    """
+    N, C = scores.shape
+    shifted = scores - scores.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    targets = np.full(scores.shape, smoothing / C, dtype=scores.dtype)
+    targets[np.arange(N), y] += 1.0 - smoothing
+    loss = -np.sum(targets * log_probs) / N
+    dscores = (np.exp(log_probs) - targets) / N
+    return float(loss), dscores
+
+
+def label_smoothing_loss(model, smoothing):
+    """
+    A loss function like PretrainedCNN.loss whose training loss uses smoothed labels.
+
+    Inputs:
+    - model: object with forward(X, mode) -> (scores, cache) and backward(dscores, cache) -> (dX, grads),
+      like PretrainedCNN.
+    - smoothing: see smoothed_softmax_loss.
+
+    Returns f(X, y=None): the test-mode scores (N, C) when y is None, else (loss, grads) of a train-mode
+    pass with smoothed labels.
+    """
+
+    def loss(X, y=None):
+        if y is None:
+            return model.forward(X, mode="test")[0]
+        scores, cache = model.forward(X, mode="train")
+        data_loss, dscores = smoothed_softmax_loss(scores, y, smoothing)
+        return data_loss, model.backward(dscores, cache)[1]
+
+    return loss
+
+
+def with_weight_decay(loss_function, model, weight_decay):
+    """
+    A loss function with an L2 penalty 0.5 * weight_decay * sum(W ** 2) on every weight matrix or filter
+    bank of model.params (the arrays of two or more dimensions; biases, gammas and betas are left free).
+
+    Inputs:
+    - loss_function: f(X, y=None) -> scores, or (loss, grads) keyed like model.params.
+    - model: the object whose params the penalty reads at each call (the trainer replaces the arrays).
+    - weight_decay: the penalty's factor (>= 0).
+
+    Returns f(X, y=None) with the penalty added to the loss and weight_decay * W to the gradients.
+    """
+
+    def loss(X, y=None):
+        if y is None:
+            return loss_function(X)
+        data_loss, grads = loss_function(X, y)
+        for name, w in model.params.items():
+            if w.ndim >= 2:
+                data_loss += 0.5 * weight_decay * float(np.vdot(w, w))
+                grads[name] = grads[name] + weight_decay * w
+        return data_loss, grads
+
+    return loss
+
+
 def predict(predict_fn, X, batch_size=100, dtype=np.float32):
     """
     Predicted labels of X, computed batch by batch.
@@ -113,6 +189,8 @@ class ClassifierTrainer:
         learning_rate=1e-3,
         optim_config=None,
         lr_decay=0.95,
+        lr_schedule="decay",
+        weight_decay=0.0,
         batch_size=100,
         num_epochs=10,
         augment_fn=None,
@@ -136,7 +214,10 @@ class ClassifierTrainer:
         - update_rule: name of a rule in asgn3.optim ('sgd', 'sgd_momentum', 'rmsprop', 'adam').
         - learning_rate: initial learning rate.
         - optim_config: extra hyperparameters of the update rule (each parameter gets its own copy).
-        - lr_decay: factor applied to the learning rate after every epoch.
+        - lr_decay: factor applied to the learning rate after every epoch (lr_schedule 'decay').
+        - lr_schedule: 'decay' (times lr_decay after every epoch) or 'cosine' (from learning_rate down to
+          0 over all the updates of the run, asgn3.trainer.cosine_learning_rate).
+        - weight_decay: L2 penalty on the weight arrays of model.params (with_weight_decay); 0 for none.
         - batch_size, num_epochs: minibatch size and number of passes over the data.
         - augment_fn: optional f(X_batch, rng) -> X_batch applied to training batches (random_flips).
         - predict_fn: f(X_batch) -> scores (B, C); default loss_function(X_batch).
@@ -152,8 +233,12 @@ class ClassifierTrainer:
         - loss_history: list of the minibatch losses.
         - train_acc_history, val_acc_history: lists with one accuracy per epoch.
         """
+        if lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}; got {lr_schedule!r}")
         loss_function = model.loss if loss_function is None else loss_function
         predict_fn = loss_function if predict_fn is None else predict_fn
+        if weight_decay > 0:
+            loss_function = with_weight_decay(loss_function, model, weight_decay)
         self._check_data(X, y, "X", "y")
         self._check_data(X_val, y_val, "X_val", "y_val")
         dtype = next(iter(model.params.values())).dtype
@@ -190,12 +275,16 @@ class ClassifierTrainer:
             if epoch_callback is not None:
                 epoch_callback(trainer.epoch, model, self.val_acc_history[-1])
 
-        trainer.add_callback("on_epoch_end", decay_learning_rate(lr_decay))
+        num_iterations = num_epochs * iterations_per_epoch
+        if lr_schedule == "cosine":
+            trainer.add_callback("on_batch_end", cosine_learning_rate(learning_rate, num_iterations))
+        else:
+            trainer.add_callback("on_epoch_end", decay_learning_rate(lr_decay))
         trainer.add_callback("on_epoch_end", measure_and_keep_the_best)
         trainer.add_callback("on_epoch_end", report)
         progress.attach(trainer)
         batches = shuffled_batches(X, y, batch_size, dtype, rng, augment_fn)
-        trainer.run(batches, num_epochs * iterations_per_epoch, iterations_per_epoch)
+        trainer.run(batches, num_iterations, iterations_per_epoch)
 
         if self._best_state is not None:
             self._restore(model, self._best_state)

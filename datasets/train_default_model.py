@@ -27,7 +27,7 @@ from asgn3.classifiers.pretrained_cnn import PretrainedCNN
 from asgn3.data_paths import DEFAULT_PRETRAINED_MODEL, DEFAULT_TINY_IMAGENET_DIR
 from asgn3.data_utils import load_tiny_imagenet
 from datasets.checksum import write_checksum
-from datasets.classifier_trainer import ClassifierTrainer, random_flips
+from datasets.classifier_trainer import LR_SCHEDULES, ClassifierTrainer, label_smoothing_loss, random_flips
 
 NUM_FILTERS = (16, 16, 32, 32, 64, 64, 128, 128, 256)  # a quarter of the classic widths
 HIDDEN_DIM = 256
@@ -144,6 +144,17 @@ def main():
     parser.add_argument("--epochs", type=int, default=11)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--lr-decay", type=float, default=0.8)
+    parser.add_argument(
+        "--schedule",
+        choices=LR_SCHEDULES,
+        default="decay",
+        help="learning rate times --lr-decay after every epoch, or a cosine down to 0 over the run",
+    )
+    parser.add_argument("--update-rule", choices=("adam", "sgd_momentum"), default="adam")
+    parser.add_argument("--weight-decay", type=float, default=0.0, help="L2 penalty on the weights")
+    parser.add_argument(
+        "--label-smoothing", type=float, default=0.0, help="share of each target spread over all classes"
+    )
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--max-train-per-class", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
@@ -213,10 +224,12 @@ def main():
         data["X_val"],
         data["y_val"],
         model,
-        model.loss,
-        update_rule="adam",
+        label_smoothing_loss(model, args.label_smoothing) if args.label_smoothing > 0 else model.loss,
+        update_rule=args.update_rule,
         learning_rate=args.learning_rate,
         lr_decay=args.lr_decay,
+        lr_schedule=args.schedule,
+        weight_decay=args.weight_decay,
         batch_size=args.batch_size,
         num_epochs=args.epochs,
         augment_fn=augmentation(args.augment, args.noise),
@@ -233,7 +246,9 @@ def main():
         f"command: {command.strip()}\n"
         f"architecture: PretrainedCNN(num_classes=10, num_filters={model.num_filters}, "
         f"hidden_dim={HIDDEN_DIM})\n"
-        f"training: adam, learning_rate {args.learning_rate}, lr_decay {args.lr_decay}, "
+        f"training: {args.update_rule}, learning_rate {args.learning_rate}, "
+        f"{'cosine schedule' if args.schedule == 'cosine' else f'lr_decay {args.lr_decay}'}, "
+        f"weight_decay {args.weight_decay}, label_smoothing {args.label_smoothing}, "
         f"batch {args.batch_size}, "
         f"{args.epochs} epochs over {data['X_train'].shape[0]} images, augmentation {args.augment}"
         f"{f' + noise {args.noise} on half of each batch' if args.noise > 0 else ''}, "

@@ -4,7 +4,17 @@ import numpy as np
 import pytest
 
 from asgn3.classifiers.pretrained_cnn import PretrainedCNN
-from datasets.classifier_trainer import ClassifierTrainer, predict, random_flips
+from asgn3.gradient_check import eval_numerical_gradient, eval_numerical_gradient_array
+from asgn3.notebook_checks import rel_error
+from asgn3.layers import softmax_loss
+from datasets.classifier_trainer import (
+    ClassifierTrainer,
+    label_smoothing_loss,
+    predict,
+    random_flips,
+    smoothed_softmax_loss,
+    with_weight_decay,
+)
 
 ARCH = dict(
     num_classes=3,
@@ -96,6 +106,73 @@ def test_bad_arguments_are_clear_errors():
         ClassifierTrainer().train(X, y, X, y, model, update_rule="adagrad", verbose=False)
     with pytest.raises(ValueError, match=r"X_val \(10, 3, 8, 8\) and y_val \(9,\)"):
         ClassifierTrainer().train(X, y, X, y[:9], model, verbose=False)
+
+
+def test_smoothed_softmax_loss_value_and_gradient():
+    rng = np.random.default_rng(0)
+    scores, y = rng.standard_normal((6, 4)), rng.integers(0, 4, size=6)
+    loss, dscores = smoothed_softmax_loss(scores, y, 0.2)
+    probs = np.exp(scores) / np.exp(scores).sum(axis=1, keepdims=True)
+    targets = np.full((6, 4), 0.05)
+    targets[np.arange(6), y] = 0.85
+    assert loss == pytest.approx(-np.sum(targets * np.log(probs)) / 6, rel=1e-12)
+    numeric = eval_numerical_gradient(lambda s: smoothed_softmax_loss(s, y, 0.2)[0], scores, verbose=False)
+    error = rel_error(dscores, numeric)
+    print("smoothed softmax loss, dscores relative error", error)
+    assert error < 1e-8
+    # Without smoothing it is the plain softmax loss.
+    plain_loss, plain_dscores = softmax_loss(scores, y)
+    loss, dscores = smoothed_softmax_loss(scores, y, 0.0)
+    assert loss == pytest.approx(plain_loss, rel=1e-12)
+    np.testing.assert_allclose(dscores, plain_dscores, atol=1e-14)
+
+
+def test_label_smoothing_loss_backpropagates_through_the_model():
+    X, y = blob_data(5, seed=6)
+    model = PretrainedCNN(seed=0, dtype=np.float64, **ARCH)
+    loss_fn = label_smoothing_loss(model, 0.1)
+    np.testing.assert_array_equal(loss_fn(X), model.loss(X))  # scores: the test-mode forward
+    # Train-mode batchnorm updates the running statistics, which the loss does not read: a clean check.
+    _, grads = loss_fn(X, y)
+    # The first filters: the gradient passes through every layer.
+    W = model.params["W1"]
+    numeric = eval_numerical_gradient(lambda _: loss_fn(X, y)[0], W, verbose=False)
+    error = rel_error(grads["W1"], numeric)
+    print("label smoothing through the model, dW1 relative error", error)
+    assert error < 1e-7
+
+
+def test_weight_decay_penalises_the_weight_arrays_only():
+    X, y = blob_data(5, seed=7)
+    model = PretrainedCNN(seed=0, dtype=np.float64, **ARCH)
+    decayed = with_weight_decay(model.loss, model, 0.3)
+    loss, grads = decayed(X, y)
+    plain_loss, plain_grads = model.loss(X, y)
+    weights = [name for name, w in model.params.items() if w.ndim >= 2]
+    assert sorted(weights) == ["W1", "W2", "W3", "W4"]
+    penalty = 0.15 * sum(np.sum(model.params[name] ** 2) for name in weights)
+    assert loss == pytest.approx(plain_loss + penalty, rel=1e-10)
+    for name, grad in grads.items():
+        extra = 0.3 * model.params[name] if name in weights else 0.0
+        np.testing.assert_allclose(grad, plain_grads[name] + extra, rtol=1e-10, atol=1e-12)
+    W = model.params["W2"]
+    numeric = eval_numerical_gradient_array(lambda _: decayed(X, y)[0], W, np.ones(()))
+    error = rel_error(grads["W2"], numeric)
+    print("weight decay, dW2 relative error", error)
+    assert error < 1e-7
+    np.testing.assert_array_equal(decayed(X), model.loss(X))
+
+
+def test_cosine_schedule_and_weight_decay_in_training():
+    model, trainer, (_, _, _, val_acc) = train(
+        update_rule="sgd_momentum", learning_rate=0.05, lr_schedule="cosine", weight_decay=1e-3
+    )
+    print("val accuracies", val_acc)
+    assert max(val_acc) >= 0.9
+    for config in trainer.optim_configs.values():
+        assert config["learning_rate"] == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="lr_schedule must be one of"):
+        train(lr_schedule="step")
 
 
 def test_random_flips_flips_about_half_and_leaves_the_input_alone():

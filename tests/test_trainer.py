@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from asgn3.trainer import Progress, Trainer, decay_learning_rate
+from asgn3.trainer import Progress, Trainer, cosine_learning_rate, decay_learning_rate
 
 
 class LinearModel:
@@ -71,6 +71,20 @@ def test_every_parameter_has_its_own_config_and_the_decay_applies_to_each():
         assert trainer.optim_configs[name]["learning_rate"] == pytest.approx(1e-2 * 0.5**3)
         assert trainer.optim_configs[name]["t"] == 6
         assert trainer.optim_configs[name]["m"].shape == value.shape
+
+
+def test_the_cosine_schedule_goes_from_the_base_rate_to_zero():
+    X, y, _, _ = regression_problem()
+    trainer = Trainer(LinearModel(3), "sgd", {"learning_rate": 0.2})
+    rates = []
+    trainer.add_callback("on_batch_end", cosine_learning_rate(0.2, 8))
+    trainer.add_callback("on_batch_end", lambda t: rates.append(t.optim_configs["w"]["learning_rate"]))
+    trainer.run(itertools.repeat((X, y)), num_iterations=8)
+    print("rates", rates)
+    expected = [0.1 * (1 + np.cos(np.pi * t / 8)) for t in range(1, 9)]
+    np.testing.assert_allclose(rates, expected, atol=1e-12)
+    assert rates[3] == pytest.approx(0.1) and rates[-1] == pytest.approx(0.0, abs=1e-12)
+    assert trainer.optim_configs["b"]["learning_rate"] == rates[-1]
 
 
 def test_a_loss_function_other_than_model_loss():
