@@ -5,8 +5,8 @@ import pytest
 
 from asgn3.classifiers.pretrained_cnn import PretrainedCNN
 from asgn3.gradient_check import eval_numerical_gradient, eval_numerical_gradient_array
-from asgn3.notebook_checks import rel_error
 from asgn3.layers import softmax_loss
+from asgn3.notebook_checks import rel_error
 from datasets.classifier_trainer import (
     ClassifierTrainer,
     label_smoothing_loss,

@@ -1,0 +1,67 @@
+"""Average the weights of PretrainedCNN files of one architecture (uniform weight averaging).
+
+Networks fine-tuned from the same starting point lie in one basin of the loss, and the mean of their weights
+is usually at least as good as each of them and smoother (Izmailov et al. 2018, stochastic weight averaging;
+Wortsman et al. 2022, model soups). The batchnorm running statistics are averaged the same way. The shipped
+default CNN is such an average (README, datasets/pretrained/default_pretrained_model.txt).
+
+Usage (from the kit's folder):
+    python -m datasets.average_weights OUT.h5 IN1.h5 IN2.h5 [...]
+"""
+
+import argparse
+import copy
+from pathlib import Path
+
+import numpy as np
+
+from asgn3.classifiers.pretrained_cnn import PretrainedCNN
+from datasets.checksum import write_checksum
+
+
+def average_models(models):
+    """
+    The uniform average of PretrainedCNNs of one architecture.
+
+    Inputs:
+    - models: list of at least one PretrainedCNN, all with the same parameter names and shapes.
+
+    Returns a new PretrainedCNN (a copy of the first model) whose every parameter and batchnorm
+    running statistic is the mean of the models', in the first model's dtype.
+    """
+    if not models:
+        raise ValueError("average_models needs at least one model")
+    first = models[0]
+    for k, model in enumerate(models[1:], start=2):
+        if _architecture(model) != _architecture(first):
+            raise ValueError(
+                f"model {k} has another architecture than model 1 (shapes, strides or pads differ): "
+                "only networks of one architecture, e.g. fine-tuned from the same file, can be averaged"
+            )
+    average = copy.deepcopy(first)
+    for name in average.params:
+        average.params[name] = np.mean([m.params[name] for m in models], axis=0).astype(first.dtype)
+    for i, bn_param in enumerate(average.bn_params):
+        for key in ("running_mean", "running_var"):
+            bn_param[key] = np.mean([m.bn_params[i][key] for m in models], axis=0).astype(first.dtype)
+    return average
+
+
+def _architecture(model):
+    """What must agree for two networks' weights to be averaged: shapes, strides, pads, dtype."""
+    return model.param_shapes(), [(cp["stride"], cp["pad"]) for cp in model.conv_params], model.dtype
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path, help="the averaged weights (HDF5, classic layout)")
+    parser.add_argument("inputs", type=Path, nargs="+", help="weights files of one architecture")
+    args = parser.parse_args()
+    average = average_models([PretrainedCNN(h5_file=path) for path in args.inputs])
+    average.save_weights(args.out)
+    digest = write_checksum(args.out)
+    print(f"{args.out}: the average of {len(args.inputs)} models, sha256 {digest}")
+
+
+if __name__ == "__main__":
+    main()
