@@ -4,15 +4,18 @@ The network is the classic PretrainedCNN (nine conv - spatial batchnorm - ReLU b
 affine - batchnorm - ReLU and the scores) at a quarter of the classic widths, so that it trains in about an
 hour and a half on two busy CPU cores; its conv9 output (256 x 2 x 2 = 1024 values) is the raw image feature
 of the COCO-format default. Training uses datasets/classifier_trainer.py (the kit's one training loop,
-asgn3.trainer) with Adam and augmentation (flips, or
-flips + colour-channel shuffles + shifts), keeps the best epoch by validation accuracy, and writes the
+asgn3.trainer) with Adam or SGD with momentum (`--update-rule`), a learning rate decayed after every epoch
+or on a cosine (`--schedule`), optional weight decay and label smoothing, and augmentation (flips, or
+flips + colour-channel shuffles + shifts); it keeps the best epoch by validation accuracy and writes the
 weights in the classic HDF5 layout with a SHA-256 file next to them and a note of how it was trained.
 `--init` continues from saved weights, `--widths` with `--init` continues from a wider copy of them (`widen`),
-`--noise` adds SmoothGrad-like noise to half of each batch: the shipped model was trained in stages, whose
-commands are in datasets/pretrained/default_pretrained_model.txt.
+`--noise` adds SmoothGrad-like noise to half of each batch. The shipped model is a run from scratch, two
+fine-tunes of it and the average of those (datasets/average_weights.py); the commands are in
+datasets/pretrained/default_pretrained_model.txt and the README.
 
 Usage (from the kit's folder, after `bash kit.sh setup` built the default data):
-    python -m datasets.train_default_model [--epochs 11] [--init FILE.h5 [--widths 24,24,...]] [--out FILE.h5]
+    python -m datasets.train_default_model [--epochs 11] [--update-rule sgd_momentum --schedule cosine]
+        [--weight-decay 5e-4] [--noise 0.15] [--init FILE.h5 [--widths 24,24,...]] [--out FILE.h5]
 """
 
 import argparse
