@@ -18,11 +18,13 @@ Usage (the model needs `params`, a dict of arrays, and a loss function; Pretrain
 `loss_function(X_batch)` returns class scores (N, C); for PretrainedCNN `model.loss` is both (train-mode
 batchnorm for the loss, test mode for the scores). Each minibatch is sliced from X (no copy of the whole
 set) and cast to the dtype of the model's parameters, so X may be float32 or even uint8 and large.
-After every epoch the learning rate is multiplied by lr_decay and the accuracy on the validation set (or
-on `max_val` of its examples, chosen once with the seed) is measured; at the end the model holds the
-weights of the best epoch (its params and, when it has them, its batchnorm running statistics), which
-`train` also returns. The histories are also kept as attributes of the trainer. The accuracies, the best
-epoch, the progress lines and the learning-rate decay are callbacks of asgn3.trainer.Trainer.
+After every epoch the learning rate is multiplied by lr_decay (or, with lr_schedule='cosine', it follows a
+cosine down to 0 over the run; weight_decay adds an L2 penalty on the weights) and the accuracy on the
+validation set (or on `max_val` of its examples, chosen once with the seed) is measured; at the end the
+model holds the weights of the best epoch (its params and, when it has them, its batchnorm running
+statistics), which `train` also returns. The histories are also kept as attributes of the trainer. The
+accuracies, the best epoch, the progress lines and the learning-rate schedule are callbacks of
+asgn3.trainer.Trainer.
 """
 
 import copy
