@@ -17,7 +17,16 @@ from asgn3.layers import conv_output_shape, pool_output_shape
 BUILD_COMMAND = "pip install -e .  (or: cd asgn3 && python setup.py build_ext --inplace)"
 
 # What this version of the layers calls in the extension: a build from an older checkout lacks some.
-EXTENSION_FUNCTIONS = ("im2col", "col2im", "block_images", "band_rows", "conv_forward", "conv_backward")
+EXTENSION_FUNCTIONS = (
+    "im2col",
+    "col2im",
+    "block_images",
+    "band_rows",
+    "conv_forward",
+    "conv_backward",
+    "conv_forward_shifted",
+    "conv_backward_shifted",
+)
 
 try:
     from asgn3 import im2col_cython
@@ -138,12 +147,45 @@ def _run_shares(task, shares):
     return [task(share) for share in here] + [future.result() for future in futures]
 
 
+# The extension's shifted-product convolution (no im2col; see im2col_cython.pyx) computes its products on a
+# grid of the padded image's size, H'+extra rows by W'+extra columns per image, and drops the extra. It
+# is used when that grid has at most this much more positions than the output: measured on one core at
+# batch 50, float32, its forward+backward took 0.59-0.82x the im2col way's time on 32x32 and 64x64 images
+# (grid 13% over) and on 16x16 at stride 1 (27% over), but 1.0-1.15x on 16x16 at stride 2 (27% over,
+# with four phases to split) and 1.1-1.7x on 8x8 and 4x4 images (56% and 125% over).
+SHIFTED_MAX_EXCESS = {1: 0.3}  # by stride; any other stride:
+SHIFTED_MAX_EXCESS_OTHER_STRIDES = 0.15
+# Each of its products has only C rows to sum over: with fewer channels than this they run far below BLAS
+# speed (3->64 5x5 at 64x64: 1.17x the im2col way's time; EfficientNet's 3->32 stem: 2x), unless there
+# are also few filters (at most this many), when the im2col product is as thin (the shipped model's 3->16
+# first layer: 0.59x).
+SHIFTED_MIN_CHANNELS = 16
+SHIFTED_FEW_FILTERS = 16
+
+
+def _shifted_products_suit(x_shape, w_shape, pad, stride, out_height, out_width):
+    """True when the extension's shifted-product convolution is the faster way for these shapes."""
+    _, C, H, W = x_shape
+    F = w_shape[0]
+    grid = -(-(H + 2 * pad) // stride) * -(-(W + 2 * pad) // stride)
+    excess = grid / max(1, out_height * out_width) - 1
+    max_excess = SHIFTED_MAX_EXCESS.get(stride, SHIFTED_MAX_EXCESS_OTHER_STRIDES)
+    return excess <= max_excess and (C >= SHIFTED_MIN_CHANNELS or F <= SHIFTED_FEW_FILTERS)
+
+
+def _filters_by_tap(w):
+    """w (F, C, HH, WW) as the shifted convolution takes it: (HH*WW, F, C), one (F, C) matrix per tap."""
+    F, C, HH, WW = w.shape
+    return np.ascontiguousarray(w.transpose(2, 3, 0, 1)).reshape(HH * WW, F, C)
+
+
 def conv_forward_fast(x, w, b, conv_param):
     """
     Compute the forward pass of a convolutional layer with im2col and matrix products.
 
-    With the compiled extension, a block of images at a time (im2col into a buffer that stays in the
-    cache, the product written straight into the output); without it, one im2col of the whole batch.
+    With the compiled extension, a block of images at a time: as a sum of shifted products, one per filter
+    tap, where _shifted_products_suit says so; else im2col into a buffer that stays in the cache, the
+    product written straight into the output. Without the extension, one im2col of the whole batch.
 
     Inputs:
     - x: input data of shape (N, C, H, W)
@@ -165,13 +207,18 @@ def conv_forward_fast(x, w, b, conv_param):
     w_rows = w.reshape(F, -1)
     if _kernels() is im2col_cython:
         out = np.empty((N, F, H_out, W_out), dtype=dtype)
-        _run_over_batch(
-            lambda s: im2col_cython.conv_forward(x[s], w_rows, b, out[s], HH, WW, pad, stride),
-            N,
-            w_rows.shape,
-            H_out,
-            W_out,
-        )
+        if _shifted_products_suit(x.shape, w.shape, pad, stride, H_out, W_out):
+            w_taps = _filters_by_tap(w)
+
+            def share_forward(s):
+                im2col_cython.conv_forward_shifted(x[s], w_taps, b, out[s], HH, WW, pad, stride)
+
+        else:
+
+            def share_forward(s):
+                im2col_cython.conv_forward(x[s], w_rows, b, out[s], HH, WW, pad, stride)
+
+        _run_over_batch(share_forward, N, w_rows.shape, H_out, W_out)
     else:
         product = w_rows @ im2col_numpy.im2col(x, HH, WW, pad, stride) + b[:, None]  # (F, N*H'*W')
         out = np.ascontiguousarray(product.reshape(F, N, H_out, W_out).transpose(1, 0, 2, 3))
@@ -202,6 +249,17 @@ def conv_backward_fast(dout, cache):
     dout = np.ascontiguousarray(dout, dtype=x.dtype)
     db = dout.sum(axis=(0, 2, 3))
     w_rows = w.reshape(F, -1)
+    if _kernels() is im2col_cython and _shifted_products_suit(x.shape, w.shape, pad, stride, H_out, W_out):
+        dx = np.empty_like(x)  # overwritten by the extension
+        w_taps = _filters_by_tap(w)
+
+        def share_backward_shifted(s):
+            dw_share = np.empty_like(w_taps)  # overwritten by the extension
+            im2col_cython.conv_backward_shifted(dout[s], x[s], w_taps, dx[s], dw_share, HH, WW, pad, stride)
+            return dw_share
+
+        dw_taps = sum(_run_over_batch(share_backward_shifted, N, w_rows.shape, H_out, W_out))
+        return dx, np.ascontiguousarray(dw_taps.reshape(HH, WW, F, -1).transpose(2, 3, 0, 1)), db
     if _kernels() is im2col_cython:
         dx = np.empty_like(x)  # the extension zeroes each block's part before adding into it
 

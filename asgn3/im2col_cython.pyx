@@ -14,6 +14,10 @@ block's product is written straight into the (N, F, H', W') output and its dout 
 backward accumulates dw across blocks in the BLAS call itself and adds the block's dcols into dx at once
 (col2im fused). The matrix of the whole batch, which for a 64-channel 3x3 layer at batch 50 is over
 100 MB, is never built.
+
+conv_forward_shifted and conv_backward_shifted, at the end of the file, do without im2col: one matrix
+product per filter tap, each reading a shifted window of the zero-padded input in place. fast_layers picks
+whichever of the two ways is faster for the shapes at hand.
 """
 import numpy as np
 
@@ -462,3 +466,229 @@ def _conv_backward_typed(const floating[:, :, :, ::1] dout, const floating[:, :,
             n0 += count
     if transposed:
         np.copyto(np.asarray(dw_rows), np.asarray(dw_columns).T)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The shifted-product convolution: no im2col at all.
+#
+# Zero-pad each image and split it into stride x stride phases (phase (a, b) holds the padded pixels at rows
+# a, a + stride, ... and columns b, b + stride, ...; one phase, the padded image itself, at stride 1), each
+# phase a plane of Hq x Wq pixels stored row after row. Filter tap (i, j) then reads, for the output pixel
+# (y, x), the pixel at position q + shift of phase (i % stride, j % stride), with q = y * Wq + x and
+# shift = (i // stride) * Wq + j // stride. So the output, laid out on the same Hq x Wq grid, is a sum of
+# HH*WW matrix products, one per tap, each of the tap's (F, C) weights by a shifted (C, positions) window of
+# a phase buffer: BLAS reads the window in place (rows of the buffer, leading dimension its row length).
+# The grid has columns x >= W' (and rows y >= H'), which the products compute and the copy into the output
+# drops: (Hq * Wq) / (H' * W') more multiply-adds, 13% for a 3x3 layer at 32x32, in exchange for input
+# reads of one copy of x instead of HH*WW. Images of a block lie one after the other in each phase row, so
+# one product covers them all; a valid output pixel only reads its own image's plane.
+# The backward is the same sums transposed: the taps' dw are products of dout (on the grid, zero outside
+# the valid pixels) by the shifted windows; dx gathers from a phase buffer that each tap's product adds into.
+# ---------------------------------------------------------------------------------------------------------
+
+# A block of the shifted convolution holds enough images for about this many grid positions per product ...
+SHIFTED_BLOCK_COLUMNS = 512
+# ... within this many entries of its phase buffer (1 MB of float32), but at least one image.
+SHIFTED_BLOCK_ENTRIES = 1 << 18
+
+
+cdef struct Phases:
+    # the phase planes of one padded image: stride * stride of them, each Hq x Wq, and a block's row length
+    Py_ssize_t stride, Hq, Wq, plane, extra, row
+
+
+cdef Phases _phases(Geometry g, Py_ssize_t block):
+    """The phase layout of g's padded images for blocks of `block` images. A block's phase buffer has
+    stride*stride*C rows of `row` entries: the block's planes one after another, then `extra` zeros that
+    the last image's grid columns beyond W' may read."""
+    cdef Phases p
+    p.stride = g.stride
+    p.Hq = (g.H + 2 * g.pad + g.stride - 1) // g.stride
+    p.Wq = (g.W + 2 * g.pad + g.stride - 1) // g.stride
+    p.plane = p.Hq * p.Wq
+    p.extra = (g.field_width - 1) // g.stride
+    p.row = block * p.plane + p.extra
+    return p
+
+
+def shifted_block_images(n_images, channels, stride, padded_height, padded_width):
+    """
+    How many images conv_forward_shifted and conv_backward_shifted put in a block: enough for
+    SHIFTED_BLOCK_COLUMNS grid positions, within SHIFTED_BLOCK_ENTRIES entries of the phase buffer, at
+    least one.
+
+    Inputs:
+    - n_images: N; channels: C; stride; padded_height, padded_width: H + 2 pad, W + 2 pad
+    """
+    plane = -(-padded_height // stride) * -(-padded_width // stride)
+    wanted = -(-SHIFTED_BLOCK_COLUMNS // plane)
+    return max(1, min(n_images, wanted, SHIFTED_BLOCK_ENTRIES // (stride * stride * channels * plane)))
+
+
+cdef void _phase_row_copy(floating* phase_row, floating* image_row, Geometry g, Phases p,
+                          Py_ssize_t phase_column, bint to_phase) noexcept nogil:
+    """Copy between one row of an image (W pixels) and the matching row of one phase column: the pixels w
+    with (w + pad) % stride == phase_column, which sit at (w + pad) // stride of the phase's row. to_phase
+    copies image -> phase, else phase -> image."""
+    cdef Py_ssize_t first = (phase_column - g.pad) % g.stride
+    cdef Py_ssize_t count, o
+    if first < 0:
+        first += g.stride
+    if first >= g.W:
+        return
+    count = (g.W - 1 - first) // g.stride + 1
+    phase_row += (first + g.pad) // g.stride
+    image_row += first
+    if g.stride == 1:
+        if to_phase:
+            memcpy(phase_row, image_row, count * sizeof(floating))
+        else:
+            memcpy(image_row, phase_row, count * sizeof(floating))
+    elif to_phase:
+        for o in range(count):
+            phase_row[o] = image_row[o * g.stride]
+    else:
+        for o in range(count):
+            image_row[o * g.stride] = phase_row[o]
+
+
+cdef void _copy_phases(floating* phases, floating* images, Py_ssize_t n_images, Geometry g, Phases p,
+                       bint to_phase) noexcept nogil:
+    """Between n_images images (n_images, C, H, W) and the pixels of a block's phase buffer (stride*stride*C
+    rows of p.row entries) that lie inside the images; the padding entries are not touched. to_phase copies
+    images -> phases, else phases -> images."""
+    cdef Py_ssize_t n, c, h, a, b, r
+    cdef floating* phase_row
+    for n in range(n_images):
+        for c in range(g.C):
+            for h in range(g.H):
+                r = h + g.pad
+                a = r % g.stride
+                for b in range(g.stride):
+                    phase_row = phases + ((a * g.stride + b) * g.C + c) * p.row + n * p.plane \
+                        + (r // g.stride) * p.Wq
+                    _phase_row_copy(phase_row, images + ((n * g.C + c) * g.H + h) * g.W, g, p, b, to_phase)
+
+
+cdef inline Py_ssize_t _tap_phase(Geometry g, Py_ssize_t i, Py_ssize_t j) noexcept nogil:
+    """The phase tap (i, j) reads."""
+    return (i % g.stride) * g.stride + j % g.stride
+
+
+cdef inline Py_ssize_t _tap_shift(Geometry g, Phases p, Py_ssize_t i, Py_ssize_t j) noexcept nogil:
+    """How far along its phase's rows tap (i, j) reads from the output position q."""
+    return (i // g.stride) * p.Wq + j // g.stride
+
+
+def conv_forward_shifted(x, w_taps, b, out, field_height, field_width, pad, stride):
+    """
+    Fill out with the convolution of x by the filters as a sum of one matrix product per filter tap (see
+    the comment above), a block of images at a time.
+
+    Inputs:
+    - x: input of shape (N, C, H, W), C-contiguous, float32 or float64
+    - w_taps: filters by tap, of shape (HH*WW, F, C): w_taps[i * WW + j] = w[:, :, i, j], C-contiguous,
+      the dtype of x
+    - b: biases of shape (F,), the dtype of x
+    - out: C-contiguous array of shape (N, F, H', W'), the dtype of x, overwritten
+    - field_height, field_width, pad, stride: filter size HH, WW, zero padding and stride
+    """
+    _conv_forward_shifted_typed(x, w_taps, b, out, field_height, field_width, pad, stride)
+
+
+def _conv_forward_shifted_typed(const floating[:, :, :, ::1] x, const floating[:, :, ::1] w_taps,
+                                const floating[::1] b, floating[:, :, :, ::1] out, field_height, field_width,
+                                pad, stride):
+    cdef Geometry g = _geometry(x.shape, field_height, field_width, pad, stride)
+    cdef Py_ssize_t N = x.shape[0], F = w_taps.shape[1]
+    cdef Py_ssize_t block = shifted_block_images(N, g.C, stride, g.H + 2 * pad, g.W + 2 * pad)
+    cdef Phases p = _phases(g, block)
+    dtype = np.asarray(out).dtype
+    # zeros once: the padding entries are never written, the image entries are rewritten for every block
+    cdef floating[:, ::1] phases = np.zeros((stride * stride * g.C, p.row), dtype=dtype)
+    cdef floating[:, ::1] grid = np.empty((F, block * p.plane), dtype=dtype)
+    cdef Py_ssize_t n0 = 0, n, f, y, x_out, i, j, count, columns
+    cdef floating bias
+    cdef floating* dst
+    cdef const floating* src
+    if N == 0 or g.H_out * g.W_out == 0:
+        return
+    with nogil:
+        while n0 < N:
+            count = min(block, N - n0)
+            _copy_phases(&phases[0, 0], <floating*>&x[n0, 0, 0, 0], count, g, p, True)
+            columns = (count - 1) * p.plane + g.H_out * p.Wq  # through the last image's last output row
+            for i in range(g.field_height):
+                for j in range(g.field_width):
+                    _gemm(False, False, F, columns, g.C, &w_taps[i * g.field_width + j, 0, 0], g.C,
+                          &phases[_tap_phase(g, i, j) * g.C, _tap_shift(g, p, i, j)], p.row,
+                          0 if i == 0 and j == 0 else 1, &grid[0, 0], block * p.plane)
+            for n in range(count):
+                for f in range(F):
+                    bias = b[f]
+                    for y in range(g.H_out):
+                        dst = &out[n0 + n, f, y, 0]
+                        src = &grid[f, n * p.plane + y * p.Wq]
+                        for x_out in range(g.W_out):
+                            dst[x_out] = src[x_out] + bias
+            n0 += count
+
+
+def conv_backward_shifted(dout, x, w_taps, dx, dw_taps, field_height, field_width, pad, stride):
+    """
+    Fill dx and dw_taps with the gradients of conv_forward_shifted, a block of images at a time.
+
+    Inputs:
+    - dout: upstream derivative of shape (N, F, H', W'), C-contiguous, the dtype of x
+    - x, w_taps: as for conv_forward_shifted
+    - dx: C-contiguous array of shape (N, C, H, W), overwritten with the gradient of x
+    - dw_taps: C-contiguous array of shape (HH*WW, F, C), overwritten with the gradient of w_taps
+    - field_height, field_width, pad, stride: as for conv_forward_shifted
+    """
+    _conv_backward_shifted_typed(dout, x, w_taps, dx, dw_taps, field_height, field_width, pad, stride)
+
+
+def _conv_backward_shifted_typed(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::1] x,
+                                 const floating[:, :, ::1] w_taps, floating[:, :, :, ::1] dx,
+                                 floating[:, :, ::1] dw_taps, field_height, field_width, pad, stride):
+    cdef Geometry g = _geometry(x.shape, field_height, field_width, pad, stride)
+    cdef Py_ssize_t N = x.shape[0], F = w_taps.shape[1]
+    cdef Py_ssize_t block = shifted_block_images(N, g.C, stride, g.H + 2 * pad, g.W + 2 * pad)
+    cdef Phases p = _phases(g, block)
+    dtype = np.asarray(dx).dtype
+    cdef floating[:, ::1] phases = np.zeros((stride * stride * g.C, p.row), dtype=dtype)
+    cdef floating[:, ::1] dphases = np.empty((stride * stride * g.C, p.row), dtype=dtype)
+    # dout on the grid; zeros once: the entries off the valid pixels must stay zero, so that the products
+    # add nothing from the grid columns and rows the forward dropped
+    cdef floating[:, ::1] dgrid = np.zeros((F, block * p.plane), dtype=dtype)
+    cdef Py_ssize_t n0 = 0, n, f, y, i, j, c, count, columns, tap
+    cdef floating beta = 0
+    if N == 0 or g.H_out * g.W_out == 0:
+        np.asarray(dx).fill(0)
+        np.asarray(dw_taps).fill(0)
+        return
+    with nogil:
+        while n0 < N:
+            count = min(block, N - n0)
+            columns = (count - 1) * p.plane + g.H_out * p.Wq
+            for n in range(count):
+                for f in range(F):
+                    for y in range(g.H_out):
+                        memcpy(&dgrid[f, n * p.plane + y * p.Wq], &dout[n0 + n, f, y, 0],
+                               g.W_out * sizeof(floating))
+            _copy_phases(&phases[0, 0], <floating*>&x[n0, 0, 0, 0], count, g, p, True)
+            memset(&dphases[0, 0], 0, dphases.shape[0] * p.row * sizeof(floating))
+            for i in range(g.field_height):
+                for j in range(g.field_width):
+                    tap = i * g.field_width + j
+                    # dw_tap (F, C) (+)= dgrid (F, columns) @ window (C, columns)^T: beta 0 on the first block
+                    _gemm(False, True, F, g.C, columns, &dgrid[0, 0], block * p.plane,
+                          &phases[_tap_phase(g, i, j) * g.C, _tap_shift(g, p, i, j)], p.row,
+                          beta, &dw_taps[tap, 0, 0], g.C)
+                    # the tap's window of dphases (C, columns) += w_tap (F, C)^T @ dgrid (F, columns)
+                    _gemm(True, False, g.C, columns, F, &w_taps[tap, 0, 0], g.C, &dgrid[0, 0],
+                          block * p.plane, 1, &dphases[_tap_phase(g, i, j) * g.C, _tap_shift(g, p, i, j)],
+                          p.row)
+            beta = 1
+            _copy_phases(&dphases[0, 0], &dx[n0, 0, 0, 0], count, g, p, False)
+            n0 += count

@@ -74,6 +74,14 @@ def numpy_fallback(monkeypatch):
     monkeypatch.setattr(fast_layers, "USE_CYTHON", False)
 
 
+@pytest.fixture(params=["im2col", "shifted"])
+def conv_way(request, monkeypatch):
+    """Run one test with each of the extension's two ways of convolving, whatever the shapes would choose:
+    im2col and one product, or one shifted product per filter tap."""
+    monkeypatch.setattr(fast_layers, "_shifted_products_suit", lambda *shapes: request.param == "shifted")
+    return request.param
+
+
 def test_extension_is_built_and_used():
     assert fast_layers.im2col_cython is not None, f"build the extension: {fast_layers.BUILD_COMMAND}"
     assert fast_layers.USE_CYTHON
@@ -97,7 +105,7 @@ def assert_fast_equals_naive(x, w, b, dout, conv_param):
 
 
 @pytest.mark.parametrize("shape", CONV_SHAPES, ids=CONV_IDS)
-def test_conv_fast_equals_naive_float64(shape):
+def test_conv_fast_equals_naive_float64(shape, conv_way):
     x, w, b, dout, conv_param = conv_problem(shape)
     assert_fast_equals_naive(x, w, b, dout, conv_param)
 
@@ -112,6 +120,51 @@ def test_conv_fast_equals_naive_in_blocks_of_images(monkeypatch, block_images):
     monkeypatch.setattr(fast_layers.im2col_cython, "BLOCK_COLUMNS", block_images * positions)
     assert fast_layers.im2col_cython.block_images(5, 3 * 3 * 3, positions) == block_images
     assert_fast_equals_naive(x, w, b, dout, conv_param)
+
+
+@pytest.mark.parametrize("block_images", [1, 2, 5])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_conv_shifted_products_equal_naive_in_blocks_of_images(monkeypatch, block_images, stride):
+    # The shifted products take a block of images at a time, the images one after the other in each row of
+    # the phase buffer: a valid output pixel must read only its own image, whatever the block.
+    monkeypatch.setattr(fast_layers, "_shifted_products_suit", lambda *shapes: True)
+    x, w, b, dout, conv_param = conv_problem((5, 3, 9, 7, 4, 3, 3, stride, 1))
+    plane = -(-11 // stride) * -(-9 // stride)  # the phase grid of a 9x7 image padded by 1
+    monkeypatch.setattr(fast_layers.im2col_cython, "SHIFTED_BLOCK_COLUMNS", block_images * plane)
+    assert fast_layers.im2col_cython.shifted_block_images(5, 3, stride, 11, 9) == block_images
+    assert_fast_equals_naive(x, w, b, dout, conv_param)
+
+
+def test_extension_shifted_backward_overwrites_whatever_dx_and_dw_held():
+    # conv_backward_fast hands the extension uninitialised dx and dw_taps: both must be overwritten.
+    x, w, b, dout, conv_param = conv_problem((3, 2, 9, 7, 4, 3, 3, 2, 1))
+    _, cache = layers.conv_forward_naive(x, w, b, conv_param)
+    dx_naive, dw_naive, _ = layers.conv_backward_naive(dout, cache)
+    w_taps = fast_layers._filters_by_tap(w)
+    dx, dw_taps = np.full_like(x, np.nan), np.full_like(w_taps, np.nan)
+    fast_layers.im2col_cython.conv_backward_shifted(dout, x, w_taps, dx, dw_taps, 3, 3, 1, 2)
+    np.testing.assert_allclose(dx, dx_naive, rtol=EXACT_TOL, atol=EXACT_TOL)
+    np.testing.assert_allclose(dw_taps, fast_layers._filters_by_tap(dw_naive), rtol=EXACT_TOL, atol=EXACT_TOL)
+
+
+@pytest.mark.parametrize(
+    ("C", "F", "field", "stride", "pad", "size", "shifted"),
+    [
+        (64, 64, 3, 1, 1, 32, True),  # the classic CNN's 64->64 layer: grid 13% over the output
+        (3, 16, 5, 2, 2, 64, True),  # the shipped model's first layer: few channels, but few filters too
+        (32, 32, 3, 1, 1, 16, True),  # stride 1, grid 27% over
+        (128, 256, 3, 2, 1, 16, False),  # stride 2, grid 27% over
+        (64, 64, 3, 1, 1, 8, False),  # grid 56% over
+        (3, 64, 5, 2, 2, 64, False),  # the classic first layer: 3 channels, 64 filters
+        (3, 32, 3, 2, 0, 225, False),  # EfficientNet-Lite0's stem
+    ],
+)
+def test_conv_takes_the_way_measured_faster_for_its_shapes(C, F, field, stride, pad, size, shifted):
+    out_size = (size + 2 * pad - field) // stride + 1
+    chosen = fast_layers._shifted_products_suit(
+        (50, C, size, size), (F, C, field, field), pad, stride, out_size, out_size
+    )
+    assert chosen == shifted
 
 
 @pytest.mark.parametrize(
@@ -133,7 +186,7 @@ def test_conv_fast_equals_naive_in_bands_of_output_rows(monkeypatch, field, stri
 
 
 @pytest.mark.parametrize("threads", [2, 3])
-def test_conv_fast_equals_naive_with_the_batch_shared_between_threads(monkeypatch, threads):
+def test_conv_fast_equals_naive_with_the_batch_shared_between_threads(monkeypatch, threads, conv_way):
     # With BLAS allowed several threads and small products, the batch is split into one share per thread
     # (5 images: 2 + 3, or 2 + 1 + 2), each share's dw summed on its own; the numbers stay the naive ones.
     monkeypatch.setattr(fast_layers, "allowed_threads", lambda: threads)
@@ -211,7 +264,7 @@ def float32_bound(n_terms, magnitude):
 
 
 @pytest.mark.parametrize("shape", CONV_SHAPES, ids=CONV_IDS)
-def test_conv_fast_float32_within_rounding_bound_of_naive_float64(shape):
+def test_conv_fast_float32_within_rounding_bound_of_naive_float64(shape, conv_way):
     x, w, b, dout, conv_param = conv_problem(shape, dtype=np.float32)
     F, C, HH, WW = w.shape
     N, _, H_out, W_out = dout.shape
@@ -255,7 +308,7 @@ def test_max_pool_fast_equals_naive(shape, dtype):
     np.testing.assert_allclose(dx_fast, dx_naive, rtol=0, atol=tol)
 
 
-def test_conv_fast_gradients_numerically(layer_grad_errors):
+def test_conv_fast_gradients_numerically(layer_grad_errors, conv_way):
     x, w, b, _, conv_param = conv_problem(CONV_SHAPES[1], seed=3)
     errors = layer_grad_errors(
         fast_layers.conv_forward_fast, fast_layers.conv_backward_fast, [x, w, b], conv_param, h=1e-3
