@@ -494,7 +494,7 @@ SHIFTED_BLOCK_ENTRIES = 1 << 18
 
 cdef struct Phases:
     # the phase planes of one padded image: stride * stride of them, each Hq x Wq, and a block's row length
-    Py_ssize_t stride, Hq, Wq, plane, extra, row
+    Py_ssize_t Hq, Wq, plane, extra, row
 
 
 cdef Phases _phases(Geometry g, Py_ssize_t block):
@@ -502,7 +502,6 @@ cdef Phases _phases(Geometry g, Py_ssize_t block):
     stride*stride*C rows of `row` entries: the block's planes one after another, then `extra` zeros that
     the last image's grid columns beyond W' may read."""
     cdef Phases p
-    p.stride = g.stride
     p.Hq = (g.H + 2 * g.pad + g.stride - 1) // g.stride
     p.Wq = (g.W + 2 * g.pad + g.stride - 1) // g.stride
     p.plane = p.Hq * p.Wq
@@ -525,8 +524,8 @@ def shifted_block_images(n_images, channels, stride, padded_height, padded_width
     return max(1, min(n_images, wanted, SHIFTED_BLOCK_ENTRIES // (stride * stride * channels * plane)))
 
 
-cdef void _phase_row_copy(floating* phase_row, floating* image_row, Geometry g, Phases p,
-                          Py_ssize_t phase_column, bint to_phase) noexcept nogil:
+cdef void _phase_row_copy(floating* phase_row, floating* image_row, Geometry g, Py_ssize_t phase_column,
+                          bint to_phase) noexcept nogil:
     """Copy between one row of an image (W pixels) and the matching row of one phase column: the pixels w
     with (w + pad) % stride == phase_column, which sit at (w + pad) // stride of the phase's row. to_phase
     copies image -> phase, else phase -> image."""
@@ -567,7 +566,7 @@ cdef void _copy_phases(floating* phases, floating* images, Py_ssize_t n_images, 
                 for b in range(g.stride):
                     phase_row = phases + ((a * g.stride + b) * g.C + c) * p.row + n * p.plane \
                         + (r // g.stride) * p.Wq
-                    _phase_row_copy(phase_row, images + ((n * g.C + c) * g.H + h) * g.W, g, p, b, to_phase)
+                    _phase_row_copy(phase_row, images + ((n * g.C + c) * g.H + h) * g.W, g, b, to_phase)
 
 
 cdef inline Py_ssize_t _tap_phase(Geometry g, Py_ssize_t i, Py_ssize_t j) noexcept nogil:
