@@ -493,20 +493,22 @@ SHIFTED_BLOCK_ENTRIES = 1 << 18
 
 
 cdef struct Phases:
-    # the phase planes of one padded image: stride * stride of them, each Hq x Wq, and a block's row length
-    Py_ssize_t Hq, Wq, plane, extra, row
+    # the phase planes of one padded image: stride * stride of them, each Hq x Wq; the images in a block,
+    # and the length of a row of the block's phase buffer
+    Py_ssize_t Hq, Wq, plane, extra, block, row
 
 
-cdef Phases _phases(Geometry g, Py_ssize_t block):
-    """The phase layout of g's padded images for blocks of `block` images. A block's phase buffer has
-    stride*stride*C rows of `row` entries: the block's planes one after another, then `extra` zeros that
-    the last image's grid columns beyond W' may read."""
+cdef Phases _phases(Geometry g, Py_ssize_t n_images):
+    """The phase layout of g's padded images, n_images of them, in blocks of shifted_block_images. A
+    block's phase buffer has stride*stride*C rows of `row` entries: the block's planes one after another,
+    then `extra` zeros that the last image's grid columns beyond W' may read."""
     cdef Phases p
+    p.block = shifted_block_images(n_images, g.C, g.stride, g.H + 2 * g.pad, g.W + 2 * g.pad)
     p.Hq = (g.H + 2 * g.pad + g.stride - 1) // g.stride
     p.Wq = (g.W + 2 * g.pad + g.stride - 1) // g.stride
     p.plane = p.Hq * p.Wq
     p.extra = (g.field_width - 1) // g.stride
-    p.row = block * p.plane + p.extra
+    p.row = p.block * p.plane + p.extra
     return p
 
 
@@ -600,12 +602,11 @@ def _conv_forward_shifted_typed(const floating[:, :, :, ::1] x, const floating[:
                                 pad, stride):
     cdef Geometry g = _geometry(x.shape, field_height, field_width, pad, stride)
     cdef Py_ssize_t N = x.shape[0], F = w_taps.shape[1]
-    cdef Py_ssize_t block = shifted_block_images(N, g.C, stride, g.H + 2 * pad, g.W + 2 * pad)
-    cdef Phases p = _phases(g, block)
+    cdef Phases p = _phases(g, N)
     dtype = np.asarray(out).dtype
     # zeros once: the padding entries are never written, the image entries are rewritten for every block
     cdef floating[:, ::1] phases = np.zeros((stride * stride * g.C, p.row), dtype=dtype)
-    cdef floating[:, ::1] grid = np.empty((F, block * p.plane), dtype=dtype)
+    cdef floating[:, ::1] grid = np.empty((F, p.block * p.plane), dtype=dtype)
     cdef Py_ssize_t n0 = 0, n, f, y, x_out, i, j, count, columns
     cdef floating bias
     cdef floating* dst
@@ -614,14 +615,14 @@ def _conv_forward_shifted_typed(const floating[:, :, :, ::1] x, const floating[:
         return
     with nogil:
         while n0 < N:
-            count = min(block, N - n0)
+            count = min(p.block, N - n0)
             _copy_phases(&phases[0, 0], <floating*>&x[n0, 0, 0, 0], count, g, p, True)
             columns = (count - 1) * p.plane + g.H_out * p.Wq  # through the last image's last output row
             for i in range(g.field_height):
                 for j in range(g.field_width):
                     _gemm(False, False, F, columns, g.C, &w_taps[i * g.field_width + j, 0, 0], g.C,
                           &phases[_tap_phase(g, i, j) * g.C, _tap_shift(g, p, i, j)], p.row,
-                          0 if i == 0 and j == 0 else 1, &grid[0, 0], block * p.plane)
+                          0 if i == 0 and j == 0 else 1, &grid[0, 0], p.block * p.plane)
             for n in range(count):
                 for f in range(F):
                     bias = b[f]
@@ -652,14 +653,13 @@ def _conv_backward_shifted_typed(const floating[:, :, :, ::1] dout, const floati
                                  floating[:, :, ::1] dw_taps, field_height, field_width, pad, stride):
     cdef Geometry g = _geometry(x.shape, field_height, field_width, pad, stride)
     cdef Py_ssize_t N = x.shape[0], F = w_taps.shape[1]
-    cdef Py_ssize_t block = shifted_block_images(N, g.C, stride, g.H + 2 * pad, g.W + 2 * pad)
-    cdef Phases p = _phases(g, block)
+    cdef Phases p = _phases(g, N)
     dtype = np.asarray(dx).dtype
     cdef floating[:, ::1] phases = np.zeros((stride * stride * g.C, p.row), dtype=dtype)
     cdef floating[:, ::1] dphases = np.empty((stride * stride * g.C, p.row), dtype=dtype)
     # dout on the grid; zeros once: the entries off the valid pixels must stay zero, so that the products
     # add nothing from the grid columns and rows the forward dropped
-    cdef floating[:, ::1] dgrid = np.zeros((F, block * p.plane), dtype=dtype)
+    cdef floating[:, ::1] dgrid = np.zeros((F, p.block * p.plane), dtype=dtype)
     cdef Py_ssize_t n0 = 0, n, f, y, i, j, c, count, columns, tap
     cdef floating beta = 0
     if N == 0 or g.H_out * g.W_out == 0:
@@ -668,7 +668,7 @@ def _conv_backward_shifted_typed(const floating[:, :, :, ::1] dout, const floati
         return
     with nogil:
         while n0 < N:
-            count = min(block, N - n0)
+            count = min(p.block, N - n0)
             columns = (count - 1) * p.plane + g.H_out * p.Wq
             for n in range(count):
                 for f in range(F):
@@ -681,12 +681,12 @@ def _conv_backward_shifted_typed(const floating[:, :, :, ::1] dout, const floati
                 for j in range(g.field_width):
                     tap = i * g.field_width + j
                     # dw_tap (F, C) (+)= dgrid (F, columns) @ window (C, columns)^T: beta 0 on the first block
-                    _gemm(False, True, F, g.C, columns, &dgrid[0, 0], block * p.plane,
+                    _gemm(False, True, F, g.C, columns, &dgrid[0, 0], p.block * p.plane,
                           &phases[_tap_phase(g, i, j) * g.C, _tap_shift(g, p, i, j)], p.row,
                           beta, &dw_taps[tap, 0, 0], g.C)
                     # the tap's window of dphases (C, columns) += w_tap (F, C)^T @ dgrid (F, columns)
                     _gemm(True, False, g.C, columns, F, &w_taps[tap, 0, 0], g.C, &dgrid[0, 0],
-                          block * p.plane, 1, &dphases[_tap_phase(g, i, j) * g.C, _tap_shift(g, p, i, j)],
+                          p.block * p.plane, 1, &dphases[_tap_phase(g, i, j) * g.C, _tap_shift(g, p, i, j)],
                           p.row)
             beta = 1
             _copy_phases(&dphases[0, 0], &dx[n0, 0, 0, 0], count, g, p, False)
