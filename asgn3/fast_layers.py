@@ -179,6 +179,31 @@ def _filters_by_tap(w):
     return np.ascontiguousarray(w.transpose(2, 3, 0, 1)).reshape(HH * WW, F, C)
 
 
+def _filters_from_taps(w_taps, w_shape):
+    """The inverse of _filters_by_tap: (HH*WW, F, C) back to (F, C, HH, WW)."""
+    F, C, HH, WW = w_shape
+    return np.ascontiguousarray(w_taps.reshape(HH, WW, F, C).transpose(2, 3, 0, 1))
+
+
+def _extension_way(x_shape, w, pad, stride, out_height, out_width):
+    """
+    The extension's convolution for these shapes, and the filters in the form it takes them.
+
+    Returns (shifted, filters, forward, backward): shifted tells the way; filters is w as (HH*WW, F, C) for
+    the shifted products, else as rows (F, C*HH*WW); forward and backward are the extension's functions,
+    which take the same arguments in both ways (the shifted products' threads share the batch by the same
+    estimate of the block products as im2col's).
+    """
+    if _shifted_products_suit(x_shape, w.shape, pad, stride, out_height, out_width):
+        return (
+            True,
+            _filters_by_tap(w),
+            im2col_cython.conv_forward_shifted,
+            im2col_cython.conv_backward_shifted,
+        )
+    return False, w.reshape(w.shape[0], -1), im2col_cython.conv_forward, im2col_cython.conv_backward
+
+
 def conv_forward_fast(x, w, b, conv_param):
     """
     Compute the forward pass of a convolutional layer with im2col and matrix products.
@@ -207,18 +232,10 @@ def conv_forward_fast(x, w, b, conv_param):
     w_rows = w.reshape(F, -1)
     if _kernels() is im2col_cython:
         out = np.empty((N, F, H_out, W_out), dtype=dtype)
-        if _shifted_products_suit(x.shape, w.shape, pad, stride, H_out, W_out):
-            w_taps = _filters_by_tap(w)
-
-            def share_forward(s):
-                im2col_cython.conv_forward_shifted(x[s], w_taps, b, out[s], HH, WW, pad, stride)
-
-        else:
-
-            def share_forward(s):
-                im2col_cython.conv_forward(x[s], w_rows, b, out[s], HH, WW, pad, stride)
-
-        _run_over_batch(share_forward, N, w_rows.shape, H_out, W_out)
+        _, filters, forward, _ = _extension_way(x.shape, w, pad, stride, H_out, W_out)
+        _run_over_batch(
+            lambda s: forward(x[s], filters, b, out[s], HH, WW, pad, stride), N, w_rows.shape, H_out, W_out
+        )
     else:
         product = w_rows @ im2col_numpy.im2col(x, HH, WW, pad, stride) + b[:, None]  # (F, N*H'*W')
         out = np.ascontiguousarray(product.reshape(F, N, H_out, W_out).transpose(1, 0, 2, 3))
@@ -249,28 +266,18 @@ def conv_backward_fast(dout, cache):
     dout = np.ascontiguousarray(dout, dtype=x.dtype)
     db = dout.sum(axis=(0, 2, 3))
     w_rows = w.reshape(F, -1)
-    if _kernels() is im2col_cython and _shifted_products_suit(x.shape, w.shape, pad, stride, H_out, W_out):
-        dx = np.empty_like(x)  # overwritten by the extension
-        w_taps = _filters_by_tap(w)
-
-        def share_backward_shifted(s):
-            dw_share = np.empty_like(w_taps)  # overwritten by the extension
-            im2col_cython.conv_backward_shifted(dout[s], x[s], w_taps, dx[s], dw_share, HH, WW, pad, stride)
-            return dw_share
-
-        dw_taps = sum(_run_over_batch(share_backward_shifted, N, w_rows.shape, H_out, W_out))
-        return dx, np.ascontiguousarray(dw_taps.reshape(HH, WW, F, -1).transpose(2, 3, 0, 1)), db
     if _kernels() is im2col_cython:
-        dx = np.empty_like(x)  # the extension zeroes each block's part before adding into it
+        dx = np.empty_like(x)  # overwritten by the extension
+        shifted, filters, _, backward = _extension_way(x.shape, w, pad, stride, H_out, W_out)
 
         def share_backward(s):
             # each share's dw is its own sum; the shares' sums are added after
-            dw_share = np.empty_like(w_rows)  # overwritten by the extension
-            im2col_cython.conv_backward(dout[s], x[s], w_rows, dx[s], dw_share, HH, WW, pad, stride)
+            dw_share = np.empty_like(filters)  # overwritten by the extension
+            backward(dout[s], x[s], filters, dx[s], dw_share, HH, WW, pad, stride)
             return dw_share
 
-        dw_rows = sum(_run_over_batch(share_backward, N, w_rows.shape, H_out, W_out))
-        return dx, dw_rows.reshape(w.shape), db
+        dw = sum(_run_over_batch(share_backward, N, w_rows.shape, H_out, W_out))
+        return dx, _filters_from_taps(dw, w.shape) if shifted else dw.reshape(w.shape), db
     cols = im2col_numpy.im2col(x, HH, WW, pad, stride)  # recomputed: cheaper than keeping it in the cache
     dout_rows = dout.transpose(1, 0, 2, 3).reshape(F, -1)  # (F, N*H'*W'), the layout of the forward's product
     dw = (dout_rows @ cols.T).reshape(w.shape)

@@ -660,7 +660,7 @@ def _conv_backward_shifted_typed(const floating[:, :, :, ::1] dout, const floati
     # dout on the grid; zeros once: the entries off the valid pixels must stay zero, so that the products
     # add nothing from the grid columns and rows the forward dropped
     cdef floating[:, ::1] dgrid = np.zeros((F, p.block * p.plane), dtype=dtype)
-    cdef Py_ssize_t n0 = 0, n, f, y, i, j, c, count, columns, tap
+    cdef Py_ssize_t n0 = 0, n, f, y, i, j, count, columns, tap
     cdef floating beta = 0
     if N == 0 or g.H_out * g.W_out == 0:
         np.asarray(dx).fill(0)
