@@ -14,6 +14,9 @@ that neither library's spinning threads slow the other. Run it on an idle machin
 count only the matrix products, which are nearly all the work: per time step and per gate block, forward
 x Wx and h Wh, backward dx, dWx, dh and dWh, so forward+backward is 3 * 2 N T (D + H) kH flops with k = 4
 for the LSTM and 1 for the RNN. torch is told the same number of threads (torch.set_num_threads).
+The second line of each cell times its matrix products alone (products_alone), in numpy and in torch: the
+floor that no change to the elementwise work can go below, and how much faster torch's BLAS (MKL) runs the
+same products.
 """
 
 import argparse
@@ -66,6 +69,38 @@ def torch_step(torch, cell, x, h0, Wx, Wh, b, dh):
     return step
 
 
+def products_alone(x, h0, Wx, Wh, gates, as_array=np.asarray):
+    """
+    A callable making the matrix products of one forward+backward of the kit's sequence layers, with their
+    shapes and operand layouts, and nothing else: forward x Wx for all steps and h Wh per step, backward
+    da Wh^T per step, then da Wx^T, x^T da and h^T da. It is the time the layers would take if their
+    elementwise work were free; with as_array=torch.from_numpy the same products run in torch's BLAS.
+
+    Inputs:
+    - x (N, T, D), h0 (N, H), Wx (D, gates H), Wh (H, gates H): float32 arrays as for the layers.
+    - gates: 4 for the LSTM, 1 for the RNN.
+    - as_array: turns a numpy array into the array type whose products are timed.
+    """
+    N, T, D = x.shape
+    H = h0.shape[1]
+    x_steps = as_array(np.ascontiguousarray(x.transpose(1, 0, 2)).reshape(T * N, D))
+    hs = as_array(np.tile(h0, (T, 1)))  # (T N, H): the values do not matter to the time
+    da = as_array(np.ones((T * N, gates * H), dtype=x.dtype))
+    h, Wx, Wh = as_array(h0), as_array(Wx), as_array(Wh)
+
+    def run():
+        x_steps @ Wx
+        for _ in range(T):
+            h @ Wh
+        for t in range(T):
+            da[t * N : (t + 1) * N] @ Wh.T
+        da @ Wx.T
+        x_steps.T @ da
+        hs.T @ da
+
+    return run
+
+
 def time_cell(cell, shape, n_threads, repeats, torch):
     """Print one line: the kit's forward and backward times, its GFLOP/s, and the ratio to torch."""
     N, T, D, H = shape
@@ -74,9 +109,22 @@ def time_cell(cell, shape, n_threads, repeats, torch):
     with threads(n_threads, torch):
         gemm = gemm_gflops(n=1024, dtype=np.float32, repeats=repeats)
         _, cache = forward(x, h0, Wx, Wh, b)
-        t_f, t_b = time_medians([lambda: forward(x, h0, Wx, Wh, b), lambda: backward(dh, cache)], repeats)
+        t_f, t_b, t_products = time_medians(
+            [
+                lambda: forward(x, h0, Wx, Wh, b),
+                lambda: backward(dh, cache),
+                products_alone(x, h0, Wx, Wh, gates),
+            ],
+            repeats,
+        )
         if torch is not None:  # in rounds of its own: see time_medians
-            (t_torch,) = time_medians([torch_step(torch, cell, x, h0, Wx, Wh, b, dh)], repeats)
+            t_torch, t_torch_products = time_medians(
+                [
+                    torch_step(torch, cell, x, h0, Wx, Wh, b, dh),
+                    products_alone(x, h0, Wx, Wh, gates, as_array=torch.from_numpy),
+                ],
+                repeats,
+            )
     total = t_f + t_b
     rate = 3 * 2 * N * T * (D + H) * gates * H / total / 1e9
     line = (
@@ -87,6 +135,13 @@ def time_cell(cell, shape, n_threads, repeats, torch):
     if torch is not None:
         line += f"  torch {t_torch * 1e3:6.1f} ms: ours takes {total / t_torch:4.2f} x torch's time"
     print(line)
+    products = f"         its matrix products alone {t_products * 1e3:6.1f} ms"
+    if torch is not None:
+        products += (
+            f" = {t_products / t_torch:4.2f} x torch's whole time; the same products in torch's BLAS "
+            f"{t_torch_products * 1e3:6.1f} ms (numpy's take {t_products / t_torch_products:4.2f} x)"
+        )
+    print(products)
 
 
 def main():
