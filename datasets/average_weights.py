@@ -2,8 +2,10 @@
 
 Networks fine-tuned from the same starting point lie in one basin of the loss, and the mean of their weights
 is usually at least as good as each of them and smoother (Izmailov et al. 2018, stochastic weight averaging;
-Wortsman et al. 2022, model soups). The batchnorm running statistics are averaged the same way. The shipped
-default CNN is such an average (README, datasets/pretrained/default_pretrained_model.txt).
+Wortsman et al. 2022, model soups). The batchnorm running statistics are averaged the same way, or measured
+again on training images (recompute_batchnorm_statistics), as train_default_model's --average-last does
+for the weights of a run's last epochs. The shipped default CNN is such an average (README,
+datasets/pretrained/default_pretrained_model.txt).
 
 Usage (from the kit's folder):
     python -m datasets.average_weights OUT.h5 IN1.h5 IN2.h5 [...]
@@ -45,6 +47,44 @@ def average_models(models):
         for key in ("running_mean", "running_var"):
             bn_param[key] = np.mean([m.bn_params[i][key] for m in models], axis=0).astype(first.dtype)
     return average
+
+
+def recompute_batchnorm_statistics(model, X, batch_size=100):
+    """
+    Set every batchnorm layer's running mean and variance to the mean, over the full batches of X, of its
+    batch statistics in train mode. Averaged weights need this: the average of the networks' running
+    statistics is not the statistics of the averaged network's own activations (Izmailov et al. 2018
+    recompute them the same way after stochastic weight averaging).
+
+    Inputs:
+    - model: a PretrainedCNN; its bn_params are replaced, nothing else changes.
+    - X: images (N, C, H, W) to measure on (the training images, without augmentation), N >= batch_size.
+    - batch_size: images per train-mode forward pass; every full batch counts the same, a last partial
+      batch is left out.
+
+    Returns the model.
+    """
+    num_batches = len(X) // batch_size
+    if num_batches < 1:
+        raise ValueError(
+            f"recompute_batchnorm_statistics needs at least batch_size={batch_size} images; got {len(X)}"
+        )
+    saved = [dict(bn_param) for bn_param in model.bn_params]
+    for bn_param in model.bn_params:
+        bn_param["running_mean"] = np.zeros_like(bn_param["running_mean"])
+        bn_param["running_var"] = np.zeros_like(bn_param["running_var"])
+    for k in range(num_batches):
+        # running = momentum * running + (1 - momentum) * batch statistic: with momentum k / (k + 1) the
+        # running value after batch k is the mean of the statistics of batches 0..k
+        for bn_param in model.bn_params:
+            bn_param["momentum"] = k / (k + 1)
+        model.forward(X[k * batch_size : (k + 1) * batch_size], mode="train")
+    for bn_param, before in zip(model.bn_params, saved, strict=True):
+        if "momentum" in before:
+            bn_param["momentum"] = before["momentum"]
+        else:
+            del bn_param["momentum"]
+    return model
 
 
 def _architecture(model):

@@ -9,16 +9,20 @@ or on a cosine (`--schedule`), optional weight decay and label smoothing, and au
 flips + colour-channel shuffles + shifts); it keeps the best epoch by validation accuracy and writes the
 weights in the classic HDF5 layout with a SHA-256 file next to them and a note of how it was trained.
 `--init` continues from saved weights, `--widths` with `--init` continues from a wider copy of them (`widen`),
-`--noise` adds SmoothGrad-like noise to half of each batch. The shipped model is a run from scratch, two
+`--noise` adds SmoothGrad-like noise to half of each batch, `--average-last K` writes the average of the
+weights after the last K epochs with batchnorm statistics measured again (stochastic weight averaging,
+datasets/average_weights.py) instead of the best epoch. The shipped model is a run from scratch, two
 fine-tunes of it and the average of those (datasets/average_weights.py); the commands are in
 datasets/pretrained/default_pretrained_model.txt and the README.
 
 Usage (from the kit's folder, after `bash kit.sh setup` built the default data):
     python -m datasets.train_default_model [--epochs 11] [--update-rule sgd_momentum --schedule cosine]
-        [--weight-decay 5e-4] [--noise 0.15] [--init FILE.h5 [--widths 24,24,...]] [--out FILE.h5]
+        [--weight-decay 5e-4] [--noise 0.15] [--init FILE.h5 [--widths 24,24,...]] [--average-last K]
+        [--out FILE.h5]
 """
 
 import argparse
+import copy
 import sys
 import time
 from pathlib import Path
@@ -29,8 +33,15 @@ from asgn3.attribution import noise_scale
 from asgn3.classifiers.pretrained_cnn import PretrainedCNN
 from asgn3.data_paths import DEFAULT_PRETRAINED_MODEL, DEFAULT_TINY_IMAGENET_DIR
 from asgn3.data_utils import load_tiny_imagenet
+from datasets.average_weights import average_models, recompute_batchnorm_statistics
 from datasets.checksum import write_checksum
-from datasets.classifier_trainer import LR_SCHEDULES, ClassifierTrainer, label_smoothing_loss, random_flips
+from datasets.classifier_trainer import (
+    LR_SCHEDULES,
+    ClassifierTrainer,
+    accuracy,
+    label_smoothing_loss,
+    random_flips,
+)
 
 NUM_FILTERS = (16, 16, 32, 32, 64, 64, 128, 128, 256)  # a quarter of the classic widths
 HIDDEN_DIM = 256
@@ -187,7 +198,18 @@ def main():
         default=None,
         help="start from the weights in this file (to continue a training run)",
     )
+    parser.add_argument(
+        "--average-last",
+        type=int,
+        default=0,
+        metavar="K",
+        help="write the average of the weights after each of the last K epochs, with batchnorm statistics "
+        "measured again on the training images (stochastic weight averaging; use it with --lr-decay 1), "
+        "instead of the best epoch",
+    )
     args = parser.parse_args()
+    if not 0 <= args.average_last <= args.epochs:
+        parser.error(f"--average-last must lie in 0..--epochs ({args.epochs}), not {args.average_last}")
 
     started = time.time()
     data = load_tiny_imagenet(
@@ -214,11 +236,15 @@ def main():
     checkpoint = args.out.with_name(args.out.stem + ".best-so-far.h5")
     best = {"acc": -1.0}
 
-    def save_if_best(epoch, model, val_acc):
+    last_epochs = []  # copies of the model after each of the last --average-last epochs
+
+    def after_epoch(epoch, model, val_acc):
         # Keep the best weights on disk while training, so an interrupted run still leaves a model.
         if val_acc > best["acc"]:
             best["acc"] = val_acc
             model.save_weights(checkpoint)
+        if epoch > args.epochs - args.average_last:
+            last_epochs.append(copy.deepcopy(model))
 
     trainer = ClassifierTrainer()
     trainer.train(
@@ -236,10 +262,15 @@ def main():
         batch_size=args.batch_size,
         num_epochs=args.epochs,
         augment_fn=augmentation(args.augment, args.noise),
-        epoch_callback=save_if_best,
+        epoch_callback=after_epoch,
         seed=args.seed,
         verbose=True,
     )
+    val_acc = trainer.best_val_acc
+    if args.average_last:
+        model = recompute_batchnorm_statistics(average_models(last_epochs), data["X_train"], args.batch_size)
+        val_acc = accuracy(model.loss, data["X_val"], data["y_val"])
+        print(f"the average of the last {args.average_last} epochs: val acc {val_acc:.3f}")
     model.save_weights(args.out)
     checkpoint.unlink(missing_ok=True)
     digest = write_checksum(args.out)
@@ -257,7 +288,8 @@ def main():
         f"{f' + noise {args.noise} on half of each batch' if args.noise > 0 else ''}, "
         f"seed {args.seed}"
         f"{f', starting from {args.init}' if args.init else ''}\n"
-        f"best validation accuracy: {trainer.best_val_acc:.4f} on {data['X_val'].shape[0]} images\n"
+        f"{f'average of the last {args.average_last} epochs' if args.average_last else 'best epoch'}: "
+        f"validation accuracy {val_acc:.4f} on {data['X_val'].shape[0]} images\n"
         f"run time: {minutes:.1f} minutes\n"
         f"sha256: {digest}\n"
     )

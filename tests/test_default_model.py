@@ -5,6 +5,9 @@ behave like a trained network under the image-gradient methods of the notebooks.
 been built (`bash kit.sh setup`).
 """
 
+import copy
+import sys
+
 import numpy as np
 import pytest
 
@@ -12,10 +15,13 @@ from asgn3.classifiers.pretrained_cnn import PretrainedCNN
 from asgn3.coco_utils import load_coco_data
 from asgn3.data_paths import DEFAULT_COCO_DIR, DEFAULT_PRETRAINED_MODEL, DEFAULT_TINY_IMAGENET_DIR
 from asgn3.data_utils import load_tiny_imagenet
+from asgn3.fast_layers import conv_forward_fast
 from asgn3.image_gradients import create_class_visualization, deepdream, invert_features, make_fooling_image
 from asgn3.image_utils import read_rgb_image, resize_bilinear
-from datasets.average_weights import average_models
+from datasets import train_default_model
+from datasets.average_weights import average_models, recompute_batchnorm_statistics
 from datasets.build_coco_default import cnn_features
+from datasets.build_tiny_imagenet_default import build as build_tiny_imagenet
 from datasets.checksum import read_checksum, sha256_of
 from datasets.train_default_model import NUM_FILTERS, add_noise, augment, augmentation, widen
 
@@ -129,6 +135,47 @@ def test_average_models_is_the_mean_of_weights_and_statistics_and_refuses_other_
     other_strides = PretrainedCNN(strides=(1, 2), pads=(1, 1), seed=0, **arch)
     with pytest.raises(ValueError, match="model 2 has another architecture"):
         average_models([models[0], other_strides])
+
+
+def test_recompute_batchnorm_statistics_measures_the_models_own_activations():
+    arch = dict(num_classes=3, input_size=8, num_filters=(4, 5), filter_sizes=(3, 3), hidden_dim=6)
+    model = PretrainedCNN(strides=(2, 1), pads=(1, 1), seed=0, **arch)
+    params = copy.deepcopy(model.params)
+    X = np.random.default_rng(0).standard_normal((250, 3, 8, 8)).astype(np.float32)
+    recompute_batchnorm_statistics(model, X, batch_size=100)  # two full batches; the last 50 images unused
+    conv1, _ = conv_forward_fast(X[:200], params["W1"], params["b1"], model.conv_params[0])
+    batches = conv1.reshape(2, 100, *conv1.shape[1:])
+    bn = model.bn_params[0]
+    np.testing.assert_allclose(bn["running_mean"], conv1.mean(axis=(0, 2, 3)), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(bn["running_var"], batches.var(axis=(1, 3, 4)).mean(axis=0), rtol=1e-4)
+    assert all("momentum" not in bn_param for bn_param in model.bn_params)
+    for name, value in params.items():
+        np.testing.assert_array_equal(model.params[name], value)
+    with pytest.raises(ValueError, match="at least batch_size=100 images"):
+        recompute_batchnorm_statistics(model, X[:99])
+
+
+def test_average_last_writes_the_epochs_average_with_statistics_of_its_own(tmp_path, monkeypatch):
+    data_dir = tmp_path / "tiny"
+    build_tiny_imagenet(
+        data_dir, seed=5, train_per_class=20, val_per_class=2, test_per_class=2, verbose=False
+    )
+    out = tmp_path / "model.h5"
+    argv = ["train_default_model", "--data", str(data_dir), "--out", str(out), "--epochs", "2"]
+    monkeypatch.setattr(sys, "argv", argv + ["--average-last", "3"])
+    with pytest.raises(SystemExit):  # more epochs to average than the run has
+        train_default_model.main()
+    monkeypatch.setattr(
+        sys, "argv", argv + ["--update-rule", "sgd_momentum", "--lr-decay", "1", "--average-last", "2"]
+    )
+    train_default_model.main()
+    assert "average of the last 2 epochs: validation accuracy" in out.with_suffix(".txt").read_text()
+    saved = PretrainedCNN(h5_file=out)
+    X_train = load_tiny_imagenet(data_dir, dtype=np.float32, subtract_mean=True, verbose=False)["X_train"]
+    measured = recompute_batchnorm_statistics(copy.deepcopy(saved), X_train)
+    for kept, again in zip(saved.bn_params, measured.bn_params, strict=True):
+        np.testing.assert_allclose(kept["running_mean"], again["running_mean"], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(kept["running_var"], again["running_var"], rtol=1e-4, atol=1e-5)
 
 
 def correctly_classified(val_scores, data, count):
