@@ -49,18 +49,21 @@ def average_models(models):
     return average
 
 
-def recompute_batchnorm_statistics(model, X, batch_size=100):
+def recompute_batchnorm_statistics(model, X, batch_size=100, seed=0):
     """
-    Set every batchnorm layer's running mean and variance to the mean, over the full batches of X, of its
+    Set every batchnorm layer's running mean and variance to the mean, over random batches of X, of its
     batch statistics in train mode. Averaged weights need this: the average of the networks' running
     statistics is not the statistics of the averaged network's own activations (Izmailov et al. 2018
-    recompute them the same way after stochastic weight averaging).
+    recompute them the same way after stochastic weight averaging). The batches are drawn at random, as in
+    training: batches of consecutive images of a class-sorted X would each see one class, and the mean of
+    their variances would miss the spread between the classes.
 
     Inputs:
     - model: a PretrainedCNN; its bn_params are replaced, nothing else changes.
     - X: images (N, C, H, W) to measure on (the training images, without augmentation), N >= batch_size.
-    - batch_size: images per train-mode forward pass; every full batch counts the same, a last partial
-      batch is left out.
+    - batch_size: images per train-mode forward pass; every batch counts the same, the N % batch_size
+      images left over by the shuffle are not used.
+    - seed: seed of the shuffle.
 
     Returns the model.
     """
@@ -73,12 +76,13 @@ def recompute_batchnorm_statistics(model, X, batch_size=100):
     for bn_param in model.bn_params:
         bn_param["running_mean"] = np.zeros_like(bn_param["running_mean"])
         bn_param["running_var"] = np.zeros_like(bn_param["running_var"])
+    order = np.random.default_rng(seed).permutation(len(X))
     for k in range(num_batches):
         # running = momentum * running + (1 - momentum) * batch statistic: with momentum k / (k + 1) the
         # running value after batch k is the mean of the statistics of batches 0..k
         for bn_param in model.bn_params:
             bn_param["momentum"] = k / (k + 1)
-        model.forward(X[k * batch_size : (k + 1) * batch_size], mode="train")
+        model.forward(X[np.sort(order[k * batch_size : (k + 1) * batch_size])], mode="train")
     for bn_param, before in zip(model.bn_params, saved, strict=True):
         if "momentum" in before:
             bn_param["momentum"] = before["momentum"]

@@ -142,12 +142,17 @@ def test_recompute_batchnorm_statistics_measures_the_models_own_activations():
     model = PretrainedCNN(strides=(2, 1), pads=(1, 1), seed=0, **arch)
     params = copy.deepcopy(model.params)
     X = np.random.default_rng(0).standard_normal((250, 3, 8, 8)).astype(np.float32)
-    recompute_batchnorm_statistics(model, X, batch_size=100)  # two full batches; the last 50 images unused
-    conv1, _ = conv_forward_fast(X[:200], params["W1"], params["b1"], model.conv_params[0])
-    batches = conv1.reshape(2, 100, *conv1.shape[1:])
+    X[:125] += 3  # sorted like the class-sorted training images: consecutive batches would each see one half
+    recompute_batchnorm_statistics(model, X, batch_size=100, seed=4)  # two batches; 50 images unused
+    batches = np.sort(np.random.default_rng(4).permutation(250)[:200].reshape(2, 100), axis=1)
+    conv1, _ = conv_forward_fast(X, params["W1"], params["b1"], model.conv_params[0])
     bn = model.bn_params[0]
-    np.testing.assert_allclose(bn["running_mean"], conv1.mean(axis=(0, 2, 3)), rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(bn["running_var"], batches.var(axis=(1, 3, 4)).mean(axis=0), rtol=1e-4)
+    np.testing.assert_allclose(
+        bn["running_mean"], conv1[batches].mean(axis=(0, 1, 3, 4)), rtol=1e-4, atol=1e-6
+    )
+    np.testing.assert_allclose(bn["running_var"], conv1[batches].var(axis=(1, 3, 4)).mean(axis=0), rtol=1e-4)
+    # random batches see both halves: their variance is near the whole set's, not the halves' own
+    np.testing.assert_allclose(bn["running_var"], conv1.var(axis=(0, 2, 3)), rtol=0.1)
     assert all("momentum" not in bn_param for bn_param in model.bn_params)
     for name, value in params.items():
         np.testing.assert_array_equal(model.params[name], value)
