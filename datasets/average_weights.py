@@ -72,7 +72,7 @@ def recompute_batchnorm_statistics(model, X, batch_size=100, seed=0):
         raise ValueError(
             f"recompute_batchnorm_statistics needs at least batch_size={batch_size} images; got {len(X)}"
         )
-    saved = [dict(bn_param) for bn_param in model.bn_params]
+    momenta = [bn_param.pop("momentum", None) for bn_param in model.bn_params]  # put back at the end
     for bn_param in model.bn_params:
         bn_param["running_mean"] = np.zeros_like(bn_param["running_mean"])
         bn_param["running_var"] = np.zeros_like(bn_param["running_var"])
@@ -83,11 +83,10 @@ def recompute_batchnorm_statistics(model, X, batch_size=100, seed=0):
         for bn_param in model.bn_params:
             bn_param["momentum"] = k / (k + 1)
         model.forward(X[np.sort(order[k * batch_size : (k + 1) * batch_size])], mode="train")
-    for bn_param, before in zip(model.bn_params, saved, strict=True):
-        if "momentum" in before:
-            bn_param["momentum"] = before["momentum"]
-        else:
-            del bn_param["momentum"]
+    for bn_param, momentum in zip(model.bn_params, momenta, strict=True):
+        del bn_param["momentum"]
+        if momentum is not None:
+            bn_param["momentum"] = momentum
     return model
 
 

@@ -160,7 +160,7 @@ def test_recompute_batchnorm_statistics_measures_the_models_own_activations():
         recompute_batchnorm_statistics(model, X[:99])
 
 
-def test_average_last_writes_the_epochs_average_with_statistics_of_its_own(tmp_path, monkeypatch):
+def test_average_last_averages_the_last_epochs_and_measures_their_statistics(tmp_path, monkeypatch):
     data_dir = tmp_path / "tiny"
     build_tiny_imagenet(
         data_dir, seed=5, train_per_class=20, val_per_class=2, test_per_class=2, verbose=False
@@ -173,7 +173,16 @@ def test_average_last_writes_the_epochs_average_with_statistics_of_its_own(tmp_p
     monkeypatch.setattr(
         sys, "argv", argv + ["--update-rule", "sgd_momentum", "--lr-decay", "1", "--average-last", "2"]
     )
+    averaged = []
+
+    def average_and_keep(models):
+        averaged.append(models)
+        return average_models(models)
+
+    monkeypatch.setattr(train_default_model, "average_models", average_and_keep)
     train_default_model.main()
+    (models,) = averaged  # the two epochs' weights, which training moved apart
+    assert len(models) == 2 and not np.array_equal(models[0].params["W1"], models[1].params["W1"])
     assert "average of the last 2 epochs: validation accuracy" in out.with_suffix(".txt").read_text()
     saved = PretrainedCNN(h5_file=out)
     X_train = load_tiny_imagenet(data_dir, dtype=np.float32, subtract_mean=True, verbose=False)["X_train"]
