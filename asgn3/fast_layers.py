@@ -1,4 +1,5 @@
-"""Fast convolution and max pooling: im2col and one matrix product, same interface as the naive layers.
+"""Fast convolution and max pooling: matrix products (im2col, shifted windows, or Winograd's transforms),
+same interface as the naive layers.
 
 The im2col/col2im kernels come from the compiled extension asgn3.im2col_cython when it is built, and
 otherwise from asgn3.im2col (pure numpy, same numbers, slower). float32 inputs stay float32 end to end.
@@ -6,7 +7,9 @@ otherwise from asgn3.im2col (pure numpy, same numbers, slower). float32 inputs s
 
 import os
 import warnings
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import numpy as np
 
@@ -26,6 +29,8 @@ EXTENSION_FUNCTIONS = (
     "conv_backward",
     "conv_forward_shifted",
     "conv_backward_shifted",
+    "conv_forward_winograd",
+    "conv_backward_winograd",
 )
 
 try:
@@ -185,32 +190,118 @@ def _filters_from_taps(w_taps, w_shape):
     return np.ascontiguousarray(w_taps.reshape(HH, WW, F, C).transpose(2, 3, 0, 1))
 
 
+# Winograd's F(2x2, 3x3) (the extension's third way, for 3x3 filters at stride 1 and pad 1) needs 2.25x fewer
+# multiply-adds, but its transforms cost passes over 16/9 of the input and of the output, and the filters'
+# transform a pass over 16/9 of the weights at every call. Measured on one core, float32, forward+backward
+# through conv_forward_fast/conv_backward_fast against the faster of the other two ways: 0.82x for 64->64
+# at 32x32 and 0.85x at 8x8 (batch 50: 51,200 and 3,200 output positions in the batch); but 1.04x for
+# 128->128 at 4x4 (800 positions), 0.97-1.08x at batch 1 on 32x32 and 16x16 images (1,024 and 256) and
+# 1.2-1.9x below, where the filters' transform costs as much as it saves. With 32 channels or 16, the
+# products run below BLAS speed in every way and the transforms do not pay (32->32 at 16x16, batch 50:
+# 1.15x; 16->16 at 32x32: 1.55x).
+WINOGRAD_MIN_CHANNELS = 64
+WINOGRAD_MIN_POSITIONS = 2048
+# Winograd's transforms as matrices (Lavin and Gray 2016): the filter transform G, used here; B^T and A^T
+# are written out as additions in the extension.
+WINOGRAD_G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
+
+
+def _winograd_applies(w_shape, pad, stride):
+    """True for the one geometry the Winograd way computes: 3x3 filters, stride 1, pad 1."""
+    return tuple(w_shape[2:]) == (3, 3) and stride == 1 and pad == 1
+
+
+def _winograd_suits(x_shape, w_shape, pad, stride):
+    """True when the extension's Winograd convolution is the faster way for these shapes."""
+    N, C, H, W = x_shape
+    return (
+        _winograd_applies(w_shape, pad, stride)
+        and min(C, w_shape[0]) >= WINOGRAD_MIN_CHANNELS
+        and N * H * W >= WINOGRAD_MIN_POSITIONS  # stride 1, pad 1: the output has the input's size
+    )
+
+
+def way_name(x_shape, w_shape, pad, stride, out_height, out_width):
+    """The way conv_forward_fast and conv_backward_fast take for these shapes: "winograd", "shifted",
+    "im2col" (the extension's three), or "numpy" without the extension."""
+    if not USE_CYTHON:
+        return "numpy"
+    if _winograd_suits(x_shape, w_shape, pad, stride):
+        return "winograd"
+    if _shifted_products_suit(x_shape, w_shape, pad, stride, out_height, out_width):
+        return "shifted"
+    return "im2col"
+
+
+def _winograd_filters(w):
+    """w (F, C, 3, 3) as the Winograd way takes it: G w G^T of every filter, as (16, F, C), entry 4a + b of
+    the 4x4 transform first. One product: (G w G^T)[a, b] = sum over i, j of kron(G, G)[4a + b, 3i + j]
+    w[i, j] (a stack of F*C tiny products would cost more than the convolution on small images)."""
+    F, C = w.shape[:2]
+    G = WINOGRAD_G.astype(w.dtype)
+    with one_blas_thread():  # see _filters_from_winograd
+        return (np.kron(G, G) @ w.reshape(F * C, 9).T).reshape(16, F, C)
+
+
+def _filters_from_winograd(d_transformed, w_shape):
+    """The gradient of w from that of its transform (16, F, C): G^T dU G, (F, C, 3, 3), as one product."""
+    G = WINOGRAD_G.astype(d_transformed.dtype)
+    # On one BLAS thread: a product spread over OpenBLAS's threads leaves them spinning for a while after,
+    # on the cores where the next layer's shares of the batch run (measured: two shares took as long as one).
+    with one_blas_thread():
+        d_rows = np.kron(G, G).T @ d_transformed.reshape(16, -1)  # (9, F*C)
+    return np.ascontiguousarray(d_rows.T).reshape(w_shape)
+
+
+class _Way(NamedTuple):
+    """One of the extension's ways of convolving: the filters in the form its functions take, its forward
+    and backward (the same arguments in every way), and how the gradient of those filters turns back into
+    dw (F, C, HH, WW)."""
+
+    filters: np.ndarray
+    forward: Callable
+    backward: Callable
+    to_dw: Callable
+
+
 def _extension_way(x_shape, w, pad, stride, out_height, out_width):
     """
-    The extension's convolution for these shapes, and the filters in the form it takes them.
+    The extension's convolution for these shapes, as way_name chooses it. The threads share the batch by
+    the same estimate of the block products in every way.
 
-    Returns (shifted, filters, forward, backward): shifted tells the way; filters is w as (HH*WW, F, C) for
-    the shifted products, else as rows (F, C*HH*WW); forward and backward are the extension's functions,
-    which take the same arguments in both ways (the shifted products' threads share the batch by the same
-    estimate of the block products as im2col's).
+    Returns a _Way.
     """
-    if _shifted_products_suit(x_shape, w.shape, pad, stride, out_height, out_width):
-        return (
-            True,
+    name = way_name(x_shape, w.shape, pad, stride, out_height, out_width)
+    if name == "winograd":
+        return _Way(
+            _winograd_filters(w),
+            im2col_cython.conv_forward_winograd,
+            im2col_cython.conv_backward_winograd,
+            _filters_from_winograd,
+        )
+    if name == "shifted":
+        return _Way(
             _filters_by_tap(w),
             im2col_cython.conv_forward_shifted,
             im2col_cython.conv_backward_shifted,
+            _filters_from_taps,
         )
-    return False, w.reshape(w.shape[0], -1), im2col_cython.conv_forward, im2col_cython.conv_backward
+    return _Way(
+        w.reshape(w.shape[0], -1),
+        im2col_cython.conv_forward,
+        im2col_cython.conv_backward,
+        lambda dw_rows, w_shape: dw_rows.reshape(w_shape),
+    )
 
 
 def conv_forward_fast(x, w, b, conv_param):
     """
     Compute the forward pass of a convolutional layer with im2col and matrix products.
 
-    With the compiled extension, a block of images at a time: as a sum of shifted products, one per filter
-    tap, where _shifted_products_suit says so; else im2col into a buffer that stays in the cache, the
-    product written straight into the output. Without the extension, one im2col of the whole batch.
+    With the compiled extension, a block of images at a time, in the way way_name chooses for the shapes:
+    Winograd's F(2x2, 3x3) (3x3 filters at stride 1 and pad 1, many channels); a sum of shifted products,
+    one per filter tap; or im2col into a buffer that stays in the cache, the product written straight into
+    the output. Without the extension, one im2col of the whole batch.
 
     Inputs:
     - x: input data of shape (N, C, H, W)
@@ -232,9 +323,13 @@ def conv_forward_fast(x, w, b, conv_param):
     w_rows = w.reshape(F, -1)
     if _kernels() is im2col_cython:
         out = np.empty((N, F, H_out, W_out), dtype=dtype)
-        _, filters, forward, _ = _extension_way(x.shape, w, pad, stride, H_out, W_out)
+        way = _extension_way(x.shape, w, pad, stride, H_out, W_out)
         _run_over_batch(
-            lambda s: forward(x[s], filters, b, out[s], HH, WW, pad, stride), N, w_rows.shape, H_out, W_out
+            lambda s: way.forward(x[s], way.filters, b, out[s], HH, WW, pad, stride),
+            N,
+            w_rows.shape,
+            H_out,
+            W_out,
         )
     else:
         product = w_rows @ im2col_numpy.im2col(x, HH, WW, pad, stride) + b[:, None]  # (F, N*H'*W')
@@ -268,16 +363,16 @@ def conv_backward_fast(dout, cache):
     w_rows = w.reshape(F, -1)
     if _kernels() is im2col_cython:
         dx = np.empty_like(x)  # overwritten by the extension
-        shifted, filters, _, backward = _extension_way(x.shape, w, pad, stride, H_out, W_out)
+        way = _extension_way(x.shape, w, pad, stride, H_out, W_out)
 
         def share_backward(s):
             # each share's dw is its own sum; the shares' sums are added after
-            dw_share = np.empty_like(filters)  # overwritten by the extension
-            backward(dout[s], x[s], filters, dx[s], dw_share, HH, WW, pad, stride)
+            dw_share = np.empty_like(way.filters)  # overwritten by the extension
+            way.backward(dout[s], x[s], way.filters, dx[s], dw_share, HH, WW, pad, stride)
             return dw_share
 
         dw = sum(_run_over_batch(share_backward, N, w_rows.shape, H_out, W_out))
-        return dx, _filters_from_taps(dw, w.shape) if shifted else dw.reshape(w.shape), db
+        return dx, way.to_dw(dw, w.shape), db
     cols = im2col_numpy.im2col(x, HH, WW, pad, stride)  # recomputed: cheaper than keeping it in the cache
     dout_rows = dout.transpose(1, 0, 2, 3).reshape(F, -1)  # (F, N*H'*W'), the layout of the forward's product
     dw = (dout_rows @ cols.T).reshape(w.shape)

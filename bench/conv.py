@@ -10,11 +10,13 @@ GEMM rate on the shipped ones.
     python bench/conv.py --threads 1     # one thread only
     python bench/conv.py --cpu-time      # the process's CPU time instead of wall time (one thread only)
 
-Each line names the way the layer took (fast_layers chooses by the shapes): im2col and one product, or
-one shifted product per filter tap. Every time is a median over --repeats rounds; in each round the kit's
-forward and its backward run one after the other; torch's forward+backward and numpy's rate on a
-1024x1024 GEMM are timed right after, each in rounds of its own (with two threads, one library's spinning
-threads would otherwise slow the next). Run it on an idle machine.
+Each line names the way the layer took (fast_layers.way_name chooses by the shapes): im2col and one
+product, one shifted product per filter tap, or Winograd's F(2x2, 3x3). GFLOP/s count the direct
+convolution's multiply-adds whatever the way (Winograd's does 2.25x fewer). Every time is a median over
+--repeats rounds; in each round the kit's forward and its backward run one after the other; torch's
+forward+backward and numpy's rate on a 1024x1024 GEMM are timed right after, each in rounds of its own
+(with two threads, one library's spinning threads would otherwise slow the next). Run it on an idle
+machine.
 The naive layers are far too slow for a full batch: they are timed on a few images and their time
 is scaled per image (they loop over images, filters and pixels, so the time is proportional to the number
 of images).
@@ -136,12 +138,9 @@ def time_shapes(shapes, N, n_threads, repeats, torch):
         rate = flops / (t_f + t_b) / 1e9
         total_flops, gemm_equivalent = total_flops + flops, gemm_equivalent + (t_f + t_b) * gemm
         name = f"{C}->{F} {k}x{k} s{stride} p{pad} on {size}x{size}"
-        shifted = fast_layers.USE_CYTHON and fast_layers._shifted_products_suit(
-            x.shape, w.shape, pad, stride, dout.shape[2], dout.shape[3]
-        )
-        way = "shifted" if shifted else "im2col"
+        way = fast_layers.way_name(x.shape, w.shape, pad, stride, dout.shape[2], dout.shape[3])
         line = (
-            f"  {name:29s} {way:7s} fwd {t_f * 1e3:7.1f} ms  bwd {t_b * 1e3:7.1f} ms  {rate:6.1f} GFLOP/s"
+            f"  {name:29s} {way:8s} fwd {t_f * 1e3:7.1f} ms  bwd {t_b * 1e3:7.1f} ms  {rate:6.1f} GFLOP/s"
             f"  = {rate / gemm:4.2f} x GEMM ({gemm:5.1f} GFLOP/s)"
         )
         if torch is not None:

@@ -33,6 +33,8 @@ CONV_SHAPES = [
     (1, 3, 4, 6, 2, 5, 3, 1, 2),
     (2, 2, 7, 6, 3, 5, 3, 1, 1),  # stride 1, W' = W but H' < H
     (2, 2, 4, 1, 3, 3, 3, 1, 1),  # one column: every tap off the centre reads only padding
+    (3, 2, 5, 7, 5, 3, 3, 1, 1),  # odd sizes: Winograd's last 2x2 tiles stick out of the image
+    (1, 1, 1, 1, 1, 3, 3, 1, 1),  # one pixel
 ]
 CONV_IDS = ["N{}C{}H{}W{}F{}k{}x{}s{}p{}".format(*shape) for shape in CONV_SHAPES]
 
@@ -74,10 +76,18 @@ def numpy_fallback(monkeypatch):
     monkeypatch.setattr(fast_layers, "USE_CYTHON", False)
 
 
-@pytest.fixture(params=["im2col", "shifted"])
+@pytest.fixture(params=["im2col", "shifted", "winograd"])
 def conv_way(request, monkeypatch):
-    """Run one test with each of the extension's two ways of convolving, whatever the shapes would choose:
-    im2col and one product, or one shifted product per filter tap."""
+    """Run one test with each of the extension's three ways of convolving, whatever the shapes would choose:
+    im2col and one product, one shifted product per filter tap, or Winograd's F(2x2, 3x3) (only 3x3 filters
+    at stride 1 and pad 1; other shapes take im2col under this name)."""
+    monkeypatch.setattr(
+        fast_layers,
+        "_winograd_suits",
+        lambda x_shape, w_shape, pad, stride: (
+            request.param == "winograd" and fast_layers._winograd_applies(w_shape, pad, stride)
+        ),
+    )
     monkeypatch.setattr(fast_layers, "_shifted_products_suit", lambda *shapes: request.param == "shifted")
     return request.param
 
@@ -145,6 +155,70 @@ def test_extension_shifted_backward_overwrites_whatever_dx_and_dw_held():
     fast_layers.im2col_cython.conv_backward_shifted(dout, x, w_taps, dx, dw_taps, 3, 3, 1, 2)
     np.testing.assert_allclose(dx, dx_naive, rtol=EXACT_TOL, atol=EXACT_TOL)
     np.testing.assert_allclose(dw_taps, fast_layers._filters_by_tap(dw_naive), rtol=EXACT_TOL, atol=EXACT_TOL)
+
+
+@pytest.mark.parametrize("block_images", [1, 2, 5])
+def test_conv_winograd_equals_naive_in_blocks_of_images(monkeypatch, block_images):
+    # Winograd's way takes a block of images at a time, their tiles numbered one image after the other:
+    # blocks of one image, blocks that leave a partial one at the end (5 = 2 + 2 + 1) and one for all.
+    monkeypatch.setattr(fast_layers, "_winograd_suits", lambda *shapes: True)
+    x, w, b, dout, conv_param = conv_problem((5, 3, 9, 7, 4, 3, 3, 1, 1))
+    tiles_per_image = 5 * 4  # 9x7: 5 tiles high, 4 wide
+    monkeypatch.setattr(fast_layers.im2col_cython, "WINOGRAD_BLOCK_TILES", block_images * tiles_per_image)
+    assert fast_layers.im2col_cython.winograd_block_images(5, tiles_per_image) == block_images
+    assert_fast_equals_naive(x, w, b, dout, conv_param)
+
+
+def test_extension_winograd_backward_overwrites_whatever_dx_and_dw_held():
+    # conv_backward_fast hands the extension uninitialised dx and dw: both must be overwritten.
+    x, w, b, dout, conv_param = conv_problem((3, 2, 9, 7, 4, 3, 3, 1, 1))
+    _, cache = layers.conv_forward_naive(x, w, b, conv_param)
+    dx_naive, dw_naive, _ = layers.conv_backward_naive(dout, cache)
+    dx, d_transformed = np.full_like(x, np.nan), np.full((16, 4, 2), np.nan)
+    fast_layers.im2col_cython.conv_backward_winograd(
+        dout, x, fast_layers._winograd_filters(w), dx, d_transformed, 3, 3, 1, 1
+    )
+    np.testing.assert_allclose(dx, dx_naive, rtol=EXACT_TOL, atol=EXACT_TOL)
+    dw = fast_layers._filters_from_winograd(d_transformed, w.shape)
+    np.testing.assert_allclose(dw, dw_naive, rtol=EXACT_TOL, atol=EXACT_TOL)
+
+
+@pytest.mark.parametrize("geometry", [(3, 3, 1, 2), (3, 3, 0, 1), (5, 5, 2, 1)])
+def test_extension_winograd_rejects_other_geometries(geometry):
+    x, w, b, dout, _ = conv_problem((1, 2, 6, 6, 3, 3, 3, 1, 1))
+    out = np.empty_like(dout)
+    w_winograd = fast_layers._winograd_filters(w)
+    with pytest.raises(ValueError, match="3x3 filters at stride 1 and pad 1"):
+        fast_layers.im2col_cython.conv_forward_winograd(x, w_winograd, b, out, *geometry)
+
+
+def test_conv_winograd_gradients_numerically(layer_grad_errors, monkeypatch):
+    monkeypatch.setattr(fast_layers, "_winograd_suits", lambda *shapes: True)
+    x, w, b, _, conv_param = conv_problem((3, 2, 5, 7, 5, 3, 3, 1, 1), seed=3)  # odd sizes: tiles stick out
+    errors = layer_grad_errors(
+        fast_layers.conv_forward_fast, fast_layers.conv_backward_fast, [x, w, b], conv_param, h=1e-3
+    )  # linear in each input: any step is exact
+    assert max(errors) < 1e-7
+
+
+@pytest.mark.parametrize(
+    ("N", "C", "F", "field", "stride", "pad", "size", "way"),
+    [
+        (50, 64, 64, 3, 1, 1, 32, "winograd"),  # the classic CNN's 64->64 layer
+        (50, 64, 64, 3, 1, 1, 8, "winograd"),  # the shipped model's 64->64 layer, 3,200 positions
+        (50, 128, 128, 3, 1, 1, 4, "im2col"),  # its 128->128 layer: 800 positions, too few
+        (1, 64, 64, 3, 1, 1, 32, "shifted"),  # batch 1: 1,024 positions
+        (50, 32, 32, 3, 1, 1, 16, "shifted"),  # few channels: Winograd's transforms do not pay
+        (50, 64, 32, 3, 1, 1, 32, "shifted"),
+        (50, 128, 256, 3, 2, 1, 16, "im2col"),  # stride 2
+        (50, 64, 64, 3, 1, 0, 32, "shifted"),  # no padding
+        (50, 64, 64, 5, 1, 2, 32, "shifted"),  # 5x5 filters
+    ],
+)
+def test_conv_takes_winograd_where_measured_faster(N, C, F, field, stride, pad, size, way):
+    out_size = (size + 2 * pad - field) // stride + 1
+    chosen = fast_layers.way_name((N, C, size, size), (F, C, field, field), pad, stride, out_size, out_size)
+    assert chosen == way
 
 
 @pytest.mark.parametrize(
@@ -263,6 +337,45 @@ def float32_bound(n_terms, magnitude):
     return (n_terms + 2) * np.finfo(np.float32).eps * magnitude
 
 
+# Winograd's input and output transforms as matrices (Lavin and Gray 2016; the extension writes them out
+# as additions), for the rounding bound of that way.
+WINOGRAD_B_T = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=float)
+WINOGRAD_A_T = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=float)
+# The roundings Winograd's transforms add to a chain of sums: at most 2 in the input's or dout's transform,
+# 4 in the filters', 4 in the output's or dx's (and 3 more where the tiles of dx overlap), 4 in dw's.
+WINOGRAD_EXTRA_ROUNDINGS = 16
+
+
+def winograd_magnitudes(x, w, b, dout):
+    """
+    sum |terms| of every entry of out, dx and dw as the Winograd way evaluates them: its steps run on
+    absolute values with the transforms' absolute matrices, in float64. Inputs as for conv_forward_naive,
+    3x3 filters at stride 1 and pad 1.
+
+    Returns (out, dx, dw) of the layer's shapes.
+    """
+    B_T, G, A_T = np.abs(WINOGRAD_B_T), np.abs(fast_layers.WINOGRAD_G), np.abs(WINOGRAD_A_T)
+    x, w, b, dout = (np.abs(a.astype(np.float64)) for a in (x, w, b, dout))
+    (N, C, H, W), F = x.shape, w.shape[0]
+    high, wide = (H + 1) // 2, (W + 1) // 2
+    padded = np.zeros((N, C, 2 * high + 2, 2 * wide + 2))
+    padded[:, :, 1 : H + 1, 1 : W + 1] = x
+    d = np.lib.stride_tricks.sliding_window_view(padded, (4, 4), axis=(2, 3))[:, :, ::2, ::2]  # 4x4 tiles
+    V, U = B_T @ d @ B_T.T, G @ w @ G.T
+    out = A_T @ np.einsum("fcab,ncyxab->nfyxab", U, V) @ A_T.T  # (N, F, high, wide, 2, 2)
+    out = out.transpose(0, 1, 2, 4, 3, 5).reshape(N, F, 2 * high, 2 * wide)[:, :, :H, :W] + b[:, None, None]
+    dY = np.zeros((N, F, 2 * high, 2 * wide))
+    dY[:, :, :H, :W] = dout
+    dM = A_T.T @ dY.reshape(N, F, high, 2, wide, 2).transpose(0, 1, 2, 4, 3, 5) @ A_T
+    dw = G.T @ np.einsum("nfyxab,ncyxab->fcab", dM, V) @ G
+    dd = B_T.T @ np.einsum("fcab,nfyxab->ncyxab", U, dM) @ B_T
+    dx = np.zeros_like(padded)
+    for i in range(4):
+        for j in range(4):
+            dx[:, :, i : i + 2 * high : 2, j : j + 2 * wide : 2] += dd[..., i, j]
+    return out, dx[:, :, 1 : H + 1, 1 : W + 1], dw
+
+
 @pytest.mark.parametrize("shape", CONV_SHAPES, ids=CONV_IDS)
 def test_conv_fast_float32_within_rounding_bound_of_naive_float64(shape, conv_way):
     x, w, b, dout, conv_param = conv_problem(shape, dtype=np.float32)
@@ -278,11 +391,14 @@ def test_conv_fast_float32_within_rounding_bound_of_naive_float64(shape, conv_wa
     out64, cache64 = layers.conv_forward_naive(x64, w64, b64, conv_param)
     abs_out, abs_cache = layers.conv_forward_naive(np.abs(x64), np.abs(w64), np.abs(b64), conv_param)
     grads64 = layers.conv_backward_naive(dout64, cache64)
-    abs_grads = layers.conv_backward_naive(np.abs(dout64), abs_cache)
+    magnitudes = [abs_out, *layers.conv_backward_naive(np.abs(dout64), abs_cache)]
     n_terms = {"out": C * HH * WW + 1, "dx": F * HH * WW, "dw": N * H_out * W_out, "db": N * H_out * W_out}
-    pairs = zip(
-        ("out", "dx", "dw", "db"), (out32, *grads32), (out64, *grads64), (abs_out, *abs_grads), strict=True
-    )
+    winograd = fast_layers._winograd_applies(w.shape, conv_param["pad"], conv_param["stride"])
+    if conv_way == "winograd" and winograd:
+        magnitudes[:3] = winograd_magnitudes(x, w, b, dout)
+        for name in ("out", "dx", "dw"):
+            n_terms[name] += WINOGRAD_EXTRA_ROUNDINGS
+    pairs = zip(("out", "dx", "dw", "db"), (out32, *grads32), (out64, *grads64), magnitudes, strict=True)
     for name, fast, exact, magnitude in pairs:
         error = np.abs(fast.astype(np.float64) - exact)
         bound = float32_bound(n_terms[name], magnitude)
