@@ -264,6 +264,31 @@ class _Way(NamedTuple):
     to_dw: Callable
 
 
+def _filter_rows(w):
+    """w (F, C, HH, WW) as im2col's product takes it: rows (F, C*HH*WW)."""
+    return w.reshape(w.shape[0], -1)
+
+
+def _filters_from_rows(w_rows, w_shape):
+    """The inverse of _filter_rows."""
+    return w_rows.reshape(w_shape)
+
+
+# Each of the extension's ways: the filters in the form its functions take, the names of its forward and
+# backward in the extension (the same arguments in every way), and how the gradient of those filters turns
+# back into dw (F, C, HH, WW).
+_WAYS = {
+    "winograd": (
+        _winograd_filters,
+        "conv_forward_winograd",
+        "conv_backward_winograd",
+        _filters_from_winograd,
+    ),
+    "shifted": (_filters_by_tap, "conv_forward_shifted", "conv_backward_shifted", _filters_from_taps),
+    "im2col": (_filter_rows, "conv_forward", "conv_backward", _filters_from_rows),
+}
+
+
 def _extension_way(x_shape, w, pad, stride, out_height, out_width):
     """
     The extension's convolution for these shapes, as way_name chooses it. The threads share the batch by
@@ -272,26 +297,8 @@ def _extension_way(x_shape, w, pad, stride, out_height, out_width):
     Returns a _Way.
     """
     name = way_name(x_shape, w.shape, pad, stride, out_height, out_width)
-    if name == "winograd":
-        return _Way(
-            _winograd_filters(w),
-            im2col_cython.conv_forward_winograd,
-            im2col_cython.conv_backward_winograd,
-            _filters_from_winograd,
-        )
-    if name == "shifted":
-        return _Way(
-            _filters_by_tap(w),
-            im2col_cython.conv_forward_shifted,
-            im2col_cython.conv_backward_shifted,
-            _filters_from_taps,
-        )
-    return _Way(
-        w.reshape(w.shape[0], -1),
-        im2col_cython.conv_forward,
-        im2col_cython.conv_backward,
-        lambda dw_rows, w_shape: dw_rows.reshape(w_shape),
-    )
+    to_filters, forward, backward, to_dw = _WAYS[name]
+    return _Way(to_filters(w), getattr(im2col_cython, forward), getattr(im2col_cython, backward), to_dw)
 
 
 def conv_forward_fast(x, w, b, conv_param):

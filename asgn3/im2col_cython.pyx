@@ -389,6 +389,13 @@ def _conv_forward_typed(const floating[:, :, :, ::1] x, const floating[:, ::1] w
             n0 += count
 
 
+def _zero_gradients(dx, dw):
+    """The gradients of a batch without images or an output without pixels: zeros in dx and dw (the
+    backward functions are handed uninitialised arrays)."""
+    np.asarray(dx).fill(0)
+    np.asarray(dw).fill(0)
+
+
 def conv_backward(dout, x, w_rows, dx, dw_rows, field_height, field_width, pad, stride):
     """
     Fill dx and dw_rows with the gradients of the convolution, a block of images at a time.
@@ -431,8 +438,7 @@ def _conv_backward_typed(const floating[:, :, :, ::1] dout, const floating[:, :,
     cdef const floating* dout_block
     cdef floating beta = 0
     if N == 0 or P == 0:
-        np.asarray(dx).fill(0)
-        np.asarray(dw_rows).fill(0)
+        _zero_gradients(dx, dw_rows)
         return
     with nogil:
         while n0 < N:
@@ -666,8 +672,7 @@ def _conv_backward_shifted_typed(const floating[:, :, :, ::1] dout, const floati
     cdef Py_ssize_t n0 = 0, n, f, y, i, j, count, columns, tap
     cdef floating beta = 0
     if N == 0 or g.H_out * g.W_out == 0:
-        np.asarray(dx).fill(0)
-        np.asarray(dw_taps).fill(0)
+        _zero_gradients(dx, dw_taps)
         return
     with nogil:
         while n0 < N:
@@ -738,6 +743,21 @@ cdef Tiles _tiles(Py_ssize_t H, Py_ssize_t W):
     t.high, t.wide = (H + 1) // 2, (W + 1) // 2
     t.padded_width = 2 * t.wide + 2
     return t
+
+
+cdef object _tile_buffer(Py_ssize_t rows, Py_ssize_t block, Tiles t, dtype):
+    """A flat (16, rows, P) buffer for a block of images' P tiles: V (rows = C), or M and dM (rows = F)."""
+    return np.empty(16 * rows * block * t.high * t.wide, dtype=dtype)
+
+
+cdef Py_ssize_t _scratch_entries(Tiles t):
+    """The transforms' scratch: 8 padded rows or 16 rows of tiles, then (for _winograd_dx) a padded plane."""
+    return _padded_plane_offset(t) + (2 * t.high + 2) * t.padded_width
+
+
+cdef inline Py_ssize_t _padded_plane_offset(Tiles t) noexcept nogil:
+    """Where the padded plane of _winograd_dx starts in the scratch."""
+    return 8 * t.padded_width + 16 * t.wide
 
 
 cdef void _padded_rows(const floating* plane, Tiles t, Py_ssize_t ty, floating* rows) noexcept nogil:
@@ -929,9 +949,9 @@ def _conv_forward_winograd_typed(const floating[:, :, :, ::1] x, const floating[
     cdef Tiles t = _tiles(x.shape[2], x.shape[3])
     cdef Py_ssize_t block = winograd_block_images(N, max(1, t.high * t.wide))
     dtype = np.asarray(out).dtype
-    cdef floating[::1] V = np.empty(16 * C * block * t.high * t.wide, dtype=dtype)
-    cdef floating[::1] M = np.empty(16 * F * block * t.high * t.wide, dtype=dtype)
-    cdef floating[::1] rows = np.empty(8 * t.padded_width + 16 * t.wide, dtype=dtype)  # the transforms' scratch
+    cdef floating[::1] V = _tile_buffer(C, block, t, dtype)
+    cdef floating[::1] M = _tile_buffer(F, block, t, dtype)
+    cdef floating[::1] scratch = np.empty(_scratch_entries(t), dtype=dtype)
     cdef Py_ssize_t n0 = 0, count, P, k
     if N == 0 or t.H * t.W == 0:
         return
@@ -939,10 +959,10 @@ def _conv_forward_winograd_typed(const floating[:, :, :, ::1] x, const floating[
         while n0 < N:
             count = min(block, N - n0)
             P = count * t.high * t.wide
-            _winograd_input(&x[n0, 0, 0, 0], count, C, t, &V[0], &rows[0])
+            _winograd_input(&x[n0, 0, 0, 0], count, C, t, &V[0], &scratch[0])
             for k in range(16):
                 _gemm(False, False, F, P, C, &w_winograd[k, 0, 0], C, &V[k * C * P], P, 0, &M[k * F * P], P)
-            _winograd_output(&M[0], count, F, t, &b[0], &out[n0, 0, 0, 0], &rows[0])
+            _winograd_output(&M[0], count, F, t, &b[0], &out[n0, 0, 0, 0], &scratch[0])
             n0 += count
 
 
@@ -969,27 +989,25 @@ def _conv_backward_winograd_typed(const floating[:, :, :, ::1] dout, const float
     cdef Tiles t = _tiles(x.shape[2], x.shape[3])
     cdef Py_ssize_t block = winograd_block_images(N, max(1, t.high * t.wide))
     dtype = np.asarray(dx).dtype
-    cdef floating[::1] V = np.empty(16 * C * block * t.high * t.wide, dtype=dtype)  # V, then dV
-    cdef floating[::1] dM = np.empty(16 * F * block * t.high * t.wide, dtype=dtype)
-    cdef floating[::1] rows = np.empty(8 * t.padded_width + 16 * t.wide, dtype=dtype)  # the transforms' scratch
-    cdef floating[::1] padded = np.empty((2 * t.high + 2) * t.padded_width, dtype=dtype)
+    cdef floating[::1] V = _tile_buffer(C, block, t, dtype)  # V, then dV
+    cdef floating[::1] dM = _tile_buffer(F, block, t, dtype)
+    cdef floating[::1] scratch = np.empty(_scratch_entries(t), dtype=dtype)
     cdef Py_ssize_t n0 = 0, count, P, k
     cdef floating beta = 0
     if N == 0 or t.H * t.W == 0:
-        np.asarray(dx).fill(0)
-        np.asarray(dw_winograd).fill(0)
+        _zero_gradients(dx, dw_winograd)
         return
     with nogil:
         while n0 < N:
             count = min(block, N - n0)
             P = count * t.high * t.wide
-            _winograd_input(&x[n0, 0, 0, 0], count, C, t, &V[0], &rows[0])
-            _winograd_dout(&dout[n0, 0, 0, 0], count, F, t, &dM[0], &rows[0])
+            _winograd_input(&x[n0, 0, 0, 0], count, C, t, &V[0], &scratch[0])
+            _winograd_dout(&dout[n0, 0, 0, 0], count, F, t, &dM[0], &scratch[0])
             for k in range(16):
                 # dU[k] (F, C) (+)= dM[k] (F, P) @ V[k]^T: beta 0 on the first block; then V[k] is free for
                 # dV[k] (C, P) = U[k]^T @ dM[k]
                 _gemm(False, True, F, C, P, &dM[k * F * P], P, &V[k * C * P], P, beta, &dw_winograd[k, 0, 0], C)
                 _gemm(True, False, C, P, F, &w_winograd[k, 0, 0], C, &dM[k * F * P], P, 0, &V[k * C * P], P)
-            _winograd_dx(&V[0], count, C, t, &dx[n0, 0, 0, 0], &padded[0], &rows[0])
+            _winograd_dx(&V[0], count, C, t, &dx[n0, 0, 0, 0], &scratch[_padded_plane_offset(t)], &scratch[0])
             beta = 1
             n0 += count
