@@ -23,7 +23,7 @@ from asgn3.assignment import graded_modules, total_points
 from asgn3.data_paths import KIT_DIR
 from staff import grade
 from staff.judging import job_modules, norm_error
-from staff.questions import build_checks
+from staff.questions import build_checks, q5
 from staff.report import question_scores
 from staff.sweep import format_worst, sweep
 
@@ -251,3 +251,53 @@ def test_the_seed_of_issue_17_scores_full_and_the_result_names_seed_and_kit(tmp_
     assert question_scores(result)["Q2"] == [35, 35]
     assert result["extra_data"]["seed"] == 2208092954
     assert result["extra_data"]["kit_version"] == grade.kit_version() and "sha256:" in grade.kit_version()
+
+
+# -- the ReLU's kink in the decoder layer's numeric gradients ----------------------------------------------
+
+
+def decoder_arrays_and_specs(seed):
+    """The arrays of the decoder_layer_backward check built from a seed, and its attentions' specs."""
+    (check,) = build_checks(seed, ["decoder_layer_backward"])
+    specs = ({key: f"{prefix}_{key}" for key in q5.ATTENTION_KEYS} for prefix in ("self", "cross"))
+    return check.reference[0].arrays, *specs
+
+
+def test_the_decoder_checks_preactivations_are_the_layers_own():
+    # feedforward_preactivations recomputes x W1 + b1 outside the layer: it must be what the layer computes
+    from asgn3 import transformer_layers
+
+    arrays, self_spec, cross_spec = decoder_arrays_and_specs(5)
+    params = {
+        "self_attn": {key: arrays[name] for key, name in self_spec.items()},
+        "cross_attn": {key: arrays[name] for key, name in cross_spec.items()},
+        **{key: arrays[key] for key in ["W1", "b1", "W2", "b2"]},
+        **{f"{n}_{p}": arrays[f"{n}_{p}"] for n in q5.LAYERNORMS for p in ("gamma", "beta")},
+    }
+    x, memory, mask = arrays["x"], arrays["memory"], arrays["mask"]
+    _, cache = transformer_layers.decoder_layer_forward(x, memory, params, q5.HEADS, mask)
+    preactivations = q5.feedforward_preactivations(arrays, self_spec, cross_spec)
+    np.testing.assert_allclose(np.maximum(preactivations, 0), cache["ffn"][1], rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("seed", [606260925, *range(20)])
+def test_the_decoder_checks_preactivations_stay_off_the_relus_kink(seed):
+    # Seed 606260925 had a pre-activation so near 0 that the numeric gradients crossed the kink and failed
+    # the reference (relative error 1e-2): b1 is moved until every pre-activation is KINK_MARGIN away.
+    preactivations = q5.feedforward_preactivations(*decoder_arrays_and_specs(seed))
+    assert np.abs(preactivations).min() >= q5.KINK_MARGIN
+
+
+def test_keep_off_the_kink_moves_only_the_units_near_it():
+    b1 = np.array([0.5, -0.2, 0.0])
+    preactivations = np.array([[[1.0, 2e-4, 0.3], [-1.0, 0.4, -5e-4]]])  # unit 0 is clear of the kink
+    shifted = b1.copy()
+    q5.keep_off_the_kink(shifted, preactivations)
+    assert shifted[0] == b1[0] and shifted[1] != b1[1] and shifted[2] != b1[2]
+    assert np.abs(preactivations + (shifted - b1)).min() >= q5.KINK_MARGIN
+
+
+def test_the_seed_that_crossed_the_kink_passes_with_a_wide_margin():
+    rows, failures = sweep([606260925], only=["decoder_layer_backward"])
+    assert failures == []
+    assert min(row.margin for row in rows if "numeric" in row.measure) >= 10
