@@ -19,7 +19,9 @@ import independent_solution
 import numpy as np
 import pytest
 
+from asgn3 import transformer_layers
 from asgn3.assignment import graded_modules, total_points
+from asgn3.classifiers import transformer as transformer_module
 from asgn3.data_paths import KIT_DIR
 from staff import grade
 from staff.judging import job_modules, norm_error
@@ -253,30 +255,22 @@ def test_the_seed_of_issue_17_scores_full_and_the_result_names_seed_and_kit(tmp_
     assert result["extra_data"]["kit_version"] == grade.kit_version() and "sha256:" in grade.kit_version()
 
 
-# -- the ReLU's kink in the decoder layer's numeric gradients ----------------------------------------------
+# -- the ReLU's kink in the Transformer checks' numeric gradients ------------------------------------------
 
 
-def decoder_arrays_and_specs(seed):
-    """The arrays of the decoder_layer_backward check built from a seed, and its attentions' specs."""
+def decoder_check_inputs(seed):
+    """The decoder_layer_backward check built from a seed: x, memory, the params dict, the mask."""
     (check,) = build_checks(seed, ["decoder_layer_backward"])
-    specs = ({key: f"{prefix}_{key}" for key in q5.ATTENTION_KEYS} for prefix in ("self", "cross"))
-    return check.reference[0].arrays, *specs
+    job = check.reference[0]
+    arrays, spec = job.arrays, job.options["inputs"][2]
+    return arrays["x"], arrays["memory"], q5.nested_params(arrays, spec), arrays["mask"]
 
 
 def test_the_decoder_checks_preactivations_are_the_layers_own():
     # feedforward_preactivations recomputes x W1 + b1 outside the layer: it must be what the layer computes
-    from asgn3 import transformer_layers
-
-    arrays, self_spec, cross_spec = decoder_arrays_and_specs(5)
-    params = {
-        "self_attn": {key: arrays[name] for key, name in self_spec.items()},
-        "cross_attn": {key: arrays[name] for key, name in cross_spec.items()},
-        **{key: arrays[key] for key in ["W1", "b1", "W2", "b2"]},
-        **{f"{n}_{p}": arrays[f"{n}_{p}"] for n in q5.LAYERNORMS for p in ("gamma", "beta")},
-    }
-    x, memory, mask = arrays["x"], arrays["memory"], arrays["mask"]
+    x, memory, params, mask = decoder_check_inputs(5)
     _, cache = transformer_layers.decoder_layer_forward(x, memory, params, q5.HEADS, mask)
-    preactivations = q5.feedforward_preactivations(arrays, self_spec, cross_spec)
+    preactivations = q5.feedforward_preactivations(x, memory, params, mask, q5.HEADS)
     np.testing.assert_allclose(np.maximum(preactivations, 0), cache["ffn"][1], rtol=1e-12, atol=1e-14)
 
 
@@ -284,8 +278,36 @@ def test_the_decoder_checks_preactivations_are_the_layers_own():
 def test_the_decoder_checks_preactivations_stay_off_the_relus_kink(seed):
     # Seed 606260925 had a pre-activation so near 0 that the numeric gradients crossed the kink and failed
     # the reference (relative error 1e-2): b1 is moved until every pre-activation is KINK_MARGIN away.
-    preactivations = q5.feedforward_preactivations(*decoder_arrays_and_specs(seed))
+    x, memory, params, mask = decoder_check_inputs(seed)
+    preactivations = q5.feedforward_preactivations(x, memory, params, mask, q5.HEADS)
     assert np.abs(preactivations).min() >= q5.KINK_MARGIN
+
+
+@pytest.mark.parametrize("seed", [20166, 20289, 20540, *range(10)])
+def test_the_model_checks_preactivations_stay_off_the_relus_kink(monkeypatch, seed):
+    # Seeds 20166, 20289 and 20540 failed the reference's model gradients the same way. The pre-activations
+    # are read here from the model's own layers (their caches keep each layer's input to W1).
+    (check,) = build_checks(seed, ["CaptioningTransformer.loss gradients"])
+    arrays = check.reference[0].arrays
+    caches = []
+
+    def recording_decoder_layer(*args, **kwargs):
+        out, cache = transformer_layers.decoder_layer_forward(*args, **kwargs)
+        caches.append(cache)
+        return out, cache
+
+    monkeypatch.setattr(transformer_module, "decoder_layer_forward", recording_decoder_layer)
+    options = q5.model_options(q5.SIZES)
+    model = transformer_module.CaptioningTransformer(
+        options["word_to_idx"], dtype=np.float64, seed=0, **options["model_kwargs"]
+    )
+    model.params.update({name: arrays[f"param_{name}"] for name in model.params})
+    model.loss(arrays["features"], arrays["captions"])
+    assert len(caches) == q5.SIZES["num_layers"]
+    for layer, cache in enumerate(caches):
+        ffn_input = cache["ffn"][0]
+        preactivations = ffn_input @ model.params[f"layer{layer}_W1"] + model.params[f"layer{layer}_b1"]
+        assert np.abs(preactivations).min() >= q5.KINK_MARGIN, layer
 
 
 def test_keep_off_the_kink_moves_only_the_units_near_it():
@@ -297,7 +319,16 @@ def test_keep_off_the_kink_moves_only_the_units_near_it():
     assert np.abs(preactivations + (shifted - b1)).min() >= q5.KINK_MARGIN
 
 
-def test_the_seed_that_crossed_the_kink_passes_with_a_wide_margin():
-    rows, failures = sweep([606260925], only=["decoder_layer_backward"])
+@pytest.mark.parametrize(
+    ("seed", "check"),
+    [
+        (606260925, "decoder_layer_backward"),
+        (20166, "CaptioningTransformer.loss gradients"),
+        (20289, "CaptioningTransformer.loss gradients"),
+        (20540, "CaptioningTransformer.loss gradients"),
+    ],
+)
+def test_the_seeds_that_crossed_the_kink_pass_with_a_wide_margin(seed, check):
+    rows, failures = sweep([seed], only=[check])
     assert failures == []
     assert min(row.margin for row in rows if "numeric" in row.measure) >= 10
