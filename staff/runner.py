@@ -44,10 +44,10 @@ def _named(names, values):
     return {name: value for name, value in zip(names, values, strict=False) if name is not None}
 
 
-def _argument(spec, arrays):
+def argument(spec, arrays):
     """One argument of a call: an array name, or a dict of such specs (a params dict, nested)."""
     if isinstance(spec, dict):
-        return {key: _argument(value, arrays) for key, value in spec.items()}
+        return {key: argument(value, arrays) for key, value in spec.items()}
     return arrays[spec]
 
 
@@ -64,9 +64,9 @@ def _flat(names_to_values):
 
 
 def _call_arguments(arrays, options):
-    """The positional and keyword arguments of a call: options['inputs'] (specs for _argument), kwargs
+    """The positional and keyword arguments of a call: options['inputs'] (specs for argument), kwargs
     (plain JSON values) and array_kwargs ({keyword: array name})."""
-    inputs = [_argument(spec, arrays) for spec in options["inputs"]]
+    inputs = [argument(spec, arrays) for spec in options["inputs"]]
     kwargs = {
         **options.get("kwargs", {}),
         **{key: arrays[name] for key, name in options.get("array_kwargs", {}).items()},

@@ -27,6 +27,7 @@ from staff import grade
 from staff.judging import job_modules, norm_error
 from staff.questions import build_checks, q5
 from staff.report import question_scores
+from staff.runner import argument
 from staff.sweep import format_worst, sweep
 
 # the modules the independent solutions implement (Q1-Q4, and Q5's layers and Q6); checks of other
@@ -263,7 +264,7 @@ def decoder_check_inputs(seed):
     (check,) = build_checks(seed, ["decoder_layer_backward"])
     job = check.reference[0]
     arrays, spec = job.arrays, job.options["inputs"][2]
-    return arrays["x"], arrays["memory"], q5.nested_params(arrays, spec), arrays["mask"]
+    return arrays["x"], arrays["memory"], argument(spec, arrays), arrays["mask"]
 
 
 def test_the_decoder_checks_preactivations_are_the_layers_own():
@@ -297,11 +298,7 @@ def test_the_model_checks_preactivations_stay_off_the_relus_kink(monkeypatch, se
         return out, cache
 
     monkeypatch.setattr(transformer_module, "decoder_layer_forward", recording_decoder_layer)
-    options = q5.model_options(q5.SIZES)
-    model = transformer_module.CaptioningTransformer(
-        options["word_to_idx"], dtype=np.float64, seed=0, **options["model_kwargs"]
-    )
-    model.params.update({name: arrays[f"param_{name}"] for name in model.params})
+    model = q5.reference_model(q5.SIZES, arrays)
     model.loss(arrays["features"], arrays["captions"])
     assert len(caches) == q5.SIZES["num_layers"]
     for layer, cache in enumerate(caches):

@@ -27,6 +27,7 @@ from staff.judging import (
 )
 from staff.protocol import Job
 from staff.questions.recurrent import random_captions, vocabulary
+from staff.runner import argument
 from staff.sandbox import Limits
 
 # The key bias's gradient, zero by construction, may carry rounding only: its largest entry, over the
@@ -228,24 +229,13 @@ def keep_off_the_kink(b1, preactivations, margin=KINK_MARGIN):
         z[:, near] += 3 * margin
 
 
-def nested_params(arrays, spec):
-    """The params dict a spec names ({key: array name, or a nested spec}), holding the arrays themselves."""
-    return {
-        key: nested_params(arrays, item) if isinstance(item, dict) else arrays[item]
-        for key, item in spec.items()
-    }
-
-
 def keep_model_off_the_kink(arrays, sizes):
     """Move every decoder layer's b1 (arrays param_layer<l>_b1, in place) so that its feed-forward
     pre-activations on the check's features and captions stay KINK_MARGIN from 0: layer by layer, since a
     layer's b1 moves the next layer's inputs. The master model's own steps give each layer's input."""
-    from asgn3.classifiers.transformer import CaptioningTransformer
     from asgn3.transformer_layers import causal_mask, decoder_layer_forward
 
-    options = model_options(sizes)
-    model = CaptioningTransformer(options["word_to_idx"], dtype=np.float64, seed=0, **options["model_kwargs"])
-    model.params.update({name: arrays[f"param_{name}"] for name in model.params})  # shifted in place
+    model = reference_model(sizes, arrays)  # its params are the arrays: b1 shifts in place
     captions_in = arrays["captions"][:, :-1]
     mask = causal_mask(captions_in.shape[1])
     memory, _ = model._memory(arrays["features"])
@@ -277,7 +267,7 @@ def decoder_checks(rng):
         arrays[f"{name}_beta"] = normal(rng, E, scale=0.3)
     plain = ["W1", "b1", "W2", "b2"] + [f"{name}_{part}" for name in LAYERNORMS for part in ("gamma", "beta")]
     spec = {"self_attn": self_spec, "cross_attn": cross_spec, **{name: name for name in plain}}
-    params = nested_params(arrays, spec)
+    params = argument(spec, arrays)
     z = feedforward_preactivations(arrays["x"], arrays["memory"], params, arrays["mask"], HEADS)
     keep_off_the_kink(arrays["b1"], z)
     inputs = ["x", "memory", spec]
@@ -315,15 +305,23 @@ def model_options(sizes, **extra):
     }
 
 
-def transformer_params(rng, sizes):
-    """Fresh parameters of a CaptioningTransformer, by the names and shapes of the reference model: layer
-    norm scales near 1, everything else random normal over the square root of its fan-in."""
+def reference_model(sizes, arrays=None):
+    """The master's CaptioningTransformer of these sizes, in float64; with arrays, its params are the arrays
+    param_<name> themselves (not copies)."""
     from asgn3.classifiers.transformer import CaptioningTransformer
 
     options = model_options(sizes)
     model = CaptioningTransformer(options["word_to_idx"], dtype=np.float64, seed=0, **options["model_kwargs"])
+    if arrays is not None:
+        model.params.update({name: arrays[f"param_{name}"] for name in model.params})
+    return model
+
+
+def transformer_params(rng, sizes):
+    """Fresh parameters of a CaptioningTransformer, by the names and shapes of the reference model: layer
+    norm scales near 1, everything else random normal over the square root of its fan-in."""
     params = {}
-    for name, param in model.params.items():
+    for name, param in reference_model(sizes).params.items():
         if name.endswith("_gamma"):
             params[f"param_{name}"] = 1 + normal(rng, *param.shape, scale=0.3)
         else:
